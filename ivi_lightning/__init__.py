@@ -1,0 +1,24 @@
+"""ivi-lightning: variational inference with implicit distributions, in PyTorch Lightning."""
+from ivi_lightning.algorithms import PCAdv, PCDen, VAE, ImplicitVI
+from ivi_lightning.distributions import (
+    BernoulliLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+    NormalPrior,
+    Prior,
+    StandardNormalPrior,
+)
+
+__version__ = "0.1.0"
+__all__ = [
+    "BernoulliLikelihood",
+    "GaussianLikelihood",
+    "ImplicitVI",
+    "Likelihood",
+    "NormalPrior",
+    "PCAdv",
+    "PCDen",
+    "Prior",
+    "StandardNormalPrior",
+    "VAE",
+]

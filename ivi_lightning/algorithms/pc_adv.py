@@ -1,0 +1,110 @@
+"""PC-Adv (= AVB): prior-contrastive, adversarial. ``ALGORITHMS.md`` §3, first box."""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ivi_lightning.algorithms.base import ImplicitVI
+from ivi_lightning.distributions import has_log_prob
+from ivi_lightning.estimators import (
+    diagonal_normal_log_prob,
+    gaussian_moments,
+    ratio_accuracy,
+    ratio_loss,
+    standard_normal_log_prob,
+)
+from ivi_lightning.nets import Discriminator
+
+
+class PCAdv(ImplicitVI):
+    """Adversarial Variational Bayes: a discriminator ``T(x, z)`` estimates ``log q(z|x) − log p(z)``.
+
+    Each step: ``aux_steps`` logistic-regression updates of ``T`` (``q`` samples against prior
+    samples with the same ``x``), then one update of encoder (and model) on ``T − log p(x|z)``.
+
+    Args:
+        discriminator: network ``(x, z) -> logit``; default an MLP ``Discriminator``.
+        prior_aware: add ``−log p(z)`` (or ``−log N(z̃; 0, I)`` with adaptive contrast) to the
+            network's output analytically, so it learns only the remainder.
+        adaptive_contrast: contrast ``q`` with a Gaussian matching its moments instead of the prior.
+        contrast_samples: samples per ``x`` used to estimate those moments.
+        **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
+    """
+
+    needs_likelihood_density = True
+    alternative = "JCAdv"
+
+    def __init__(
+        self,
+        discriminator: Optional[nn.Module] = None,
+        prior_aware: bool = True,
+        adaptive_contrast: bool = False,
+        contrast_samples: int = 16,
+        **kwargs: Any,
+    ) -> None:
+        self.needs_prior_density = prior_aware or adaptive_contrast
+        super().__init__(**kwargs)
+        if adaptive_contrast and contrast_samples < 2:
+            raise ValueError(f"adaptive_contrast needs contrast_samples >= 2 to estimate moments, got {contrast_samples}")
+        self.discriminator = discriminator if discriminator is not None else Discriminator(self.data_shape, self.latent_dim, self.hidden)
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return self._adam(self.encoder_parameters() + self.model_parameters(), h.lr), self._adam(list(self.discriminator.parameters()), h.aux_lr)
+
+    def logit(self, x: Tensor, z: Tensor) -> Tensor:
+        """``T(x, z)``, with the reference's log density subtracted analytically when prior-aware."""
+        t = self.discriminator(x, z)
+        if self.hparams.prior_aware:
+            t = t - (standard_normal_log_prob(z) if self.hparams.adaptive_contrast else self.prior.log_prob(z))
+        return t
+
+    def contrast(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(x, z, z_contrast, correction)``: what the discriminator's ``q`` side sees.
+
+        Without adaptive contrast: one ``z ~ q(z|x)`` per example, seen as is, no correction.
+        With it: ``contrast_samples`` per example, standardised by their own moments into
+        ``z̃``, and the correction ``log r_α(z|x) − log p(z)`` that turns ``T(x, z̃)`` back into
+        ``log q(z|x) − log p(z)``. All flattened to one row per sample.
+        """
+        if not self.hparams.adaptive_contrast:
+            z = self.encoder(x)
+            return x, z, z, torch.zeros((), device=x.device)
+        z = self.sample_posterior(x, self.hparams.contrast_samples)
+        mean, std = gaussian_moments(z)
+        correction = diagonal_normal_log_prob(z, mean, std) - self.prior.log_prob(z)
+        x_rep = x.unsqueeze(0).expand(z.shape[0], *x.shape)
+        flat = lambda t: t.reshape(-1, *t.shape[2:])
+        return flat(x_rep), flat(z), flat((z - mean) / std), flat(correction)
+
+    def reference_sample(self, num_samples: int) -> Tensor:
+        """Negatives of the discriminator: the prior, or ``N(0, I)`` under adaptive contrast."""
+        if self.hparams.adaptive_contrast:
+            return torch.randn(num_samples, self.latent_dim, device=self.device)
+        return self.prior.sample(num_samples)
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        x = self.batch_data(batch)
+        opt_vi, opt_disc = self.optimizers()
+
+        for _ in range(self.hparams.aux_steps):
+            with torch.no_grad():
+                x_q, _, z_q, _ = self.contrast(x)
+            t_q, t_p = self.logit(x_q, z_q), self.logit(x_q, self.reference_sample(x_q.shape[0]))
+            loss_disc = ratio_loss(t_q, t_p)
+            self.optimize(opt_disc, loss_disc)
+
+        elbo = self.elbo_estimate(x).mean()
+        self.optimize(opt_vi, -elbo)
+        self.log_metrics(
+            "train",
+            {"loss_discriminator": loss_disc, "discriminator_accuracy": ratio_accuracy(t_q, t_p), "elbo": elbo, "loss_encoder": -elbo},
+            prog_bar=True,
+        )
+
+    def elbo_estimate(self, x: Tensor) -> Tensor:
+        """Plug-in ``log p(x|z) − T(x, z) − correction`` per ``q`` sample: an estimate, not a bound."""
+        x_q, z, z_contrast, correction = self.contrast(x)
+        return self.likelihood.log_prob(x_q, z) - self.logit(x_q, z_contrast) - correction

@@ -1,0 +1,209 @@
+"""Fully connected networks for vector data: implicit and Gaussian encoders, decoders,
+discriminators ``T(x, z)`` and conditional denoisers ``F(z̃; x)``.
+
+Every network flattens ``x``, so vector data (``data_shape=4``) and small images
+(``data_shape=(1, 28, 28)``) both work.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ivi_lightning.distributions.base import DataShape, as_shape
+
+ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
+
+
+def activation(name: str) -> nn.Module:
+    """An activation module by name (one of ``ACTIVATIONS``)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class MLP(nn.Sequential):
+    """Linear layers with an activation between them (none after the last).
+
+    Args:
+        in_features: input size.
+        out_features: output size.
+        hidden: sizes of the hidden layers.
+        act: activation name.
+
+    >>> MLP(3, 2, hidden=(8, 8))(torch.zeros(5, 3)).shape
+    torch.Size([5, 2])
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (256, 256), act: str = "silu") -> None:
+        layers = []
+        sizes = [in_features, *hidden]
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(a, b), activation(act)]
+        layers.append(nn.Linear(sizes[-1], out_features))
+        super().__init__(*layers)
+
+
+def _flat_dim(data_shape: DataShape) -> int:
+    return math.prod(as_shape(data_shape))
+
+
+class ImplicitEncoder(nn.Module):
+    """Implicit posterior ``z = g_ψ(x, ε)``: a network fed Gaussian noise, with no density.
+
+    Noise enters at the input (concatenated to ``x``), in every hidden layer (a learned linear
+    map of fresh noise added to the pre-activation), or both. Hidden-layer noise lets the
+    network build multi-modal posteriors with fewer layers than input noise alone.
+
+    Args:
+        data_shape: shape of one example.
+        latent_dim: size of ``z``.
+        hidden: hidden layer sizes.
+        noise_dim: size of each noise vector ``ε``.
+        noise_injection: ``"input"``, ``"hidden"`` or ``"both"``.
+        act: activation name.
+
+    >>> enc = ImplicitEncoder(data_shape=4, latent_dim=2, hidden=(16,), noise_dim=3)
+    >>> enc(torch.zeros(5, 4)).shape
+    torch.Size([5, 2])
+    >>> bool((enc(torch.zeros(1, 4)) != enc(torch.zeros(1, 4))).any())  # fresh noise each call
+    True
+    """
+
+    def __init__(
+        self,
+        data_shape: DataShape,
+        latent_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        noise_dim: int = 8,
+        noise_injection: str = "both",
+        act: str = "silu",
+    ) -> None:
+        super().__init__()
+        if noise_injection not in ("input", "hidden", "both"):
+            raise ValueError(f"noise_injection must be 'input', 'hidden' or 'both', got {noise_injection!r}")
+        if noise_dim <= 0:
+            raise ValueError(f"an implicit encoder needs noise: noise_dim must be positive, got {noise_dim}")
+        self.data_dim, self.latent_dim, self.noise_dim = _flat_dim(data_shape), latent_dim, noise_dim
+        self.input_noise = noise_injection in ("input", "both")
+        hidden_noise = noise_injection in ("hidden", "both")
+        sizes = [self.data_dim + (noise_dim if self.input_noise else 0), *hidden]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.noise_maps = nn.ModuleList(nn.Linear(noise_dim, b, bias=False) for b in hidden) if hidden_noise else None
+        self.act = activation(act)
+        self.out = nn.Linear(sizes[-1], latent_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = x.flatten(1)
+        if self.input_noise:
+            h = torch.cat([h, torch.randn(h.shape[0], self.noise_dim, device=h.device, dtype=h.dtype)], 1)
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if self.noise_maps is not None:
+                h = h + self.noise_maps[i](torch.randn(h.shape[0], self.noise_dim, device=h.device, dtype=h.dtype))
+            h = self.act(h)
+        return self.out(h)
+
+
+class GaussianEncoder(nn.Module):
+    """Explicit diagonal-Gaussian posterior ``N(μ(x), σ(x)²)`` — the VAE baseline.
+
+    Args:
+        data_shape: shape of one example.
+        latent_dim: size of ``z``.
+        hidden: hidden layer sizes.
+        act: activation name.
+
+    >>> mean, std = GaussianEncoder(4, 2, hidden=(8,)).moments(torch.zeros(3, 4))
+    >>> mean.shape, bool((std > 0).all())
+    (torch.Size([3, 2]), True)
+    """
+
+    def __init__(self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "silu") -> None:
+        super().__init__()
+        self.net = MLP(_flat_dim(data_shape), 2 * latent_dim, hidden, act)
+
+    def moments(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        mean, pre_std = self.net(x.flatten(1)).chunk(2, dim=1)
+        return mean, nn.functional.softplus(pre_std) + 1e-4
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean, std = self.moments(x)
+        return mean + std * torch.randn_like(std)
+
+
+class Decoder(nn.Module):
+    """MLP from ``z`` to an output of shape ``data_shape`` (logits or means).
+
+    Args:
+        latent_dim: size of ``z``.
+        data_shape: shape of one example.
+        hidden: hidden layer sizes.
+        act: activation name.
+
+    >>> Decoder(2, (1, 4, 4), hidden=(8,))(torch.zeros(3, 2)).shape
+    torch.Size([3, 1, 4, 4])
+    """
+
+    def __init__(self, latent_dim: int, data_shape: DataShape, hidden: Sequence[int] = (256, 256), act: str = "silu") -> None:
+        super().__init__()
+        self.data_shape = as_shape(data_shape)
+        self.net = MLP(latent_dim, math.prod(self.data_shape), hidden, act)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).view(-1, *self.data_shape)
+
+
+class Discriminator(nn.Module):
+    """Logit ``T(x, z)`` of a classifier between two distributions over ``(x, z)``.
+
+    Used prior-contrastively (same ``x``, ``z`` from ``q`` or ``p``) and joint-contrastively.
+
+    Args:
+        data_shape: shape of one example.
+        latent_dim: size of ``z``.
+        hidden: hidden layer sizes.
+        act: activation name.
+
+    >>> Discriminator(4, 2, hidden=(8,))(torch.zeros(3, 4), torch.zeros(3, 2)).shape
+    torch.Size([3])
+    """
+
+    def __init__(self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "silu") -> None:
+        super().__init__()
+        self.net = MLP(_flat_dim(data_shape) + latent_dim, 1, hidden, act)
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        return self.net(torch.cat([x.flatten(1), z], 1)).squeeze(1)
+
+
+class Denoiser(nn.Module):
+    """Conditional denoiser ``F(z̃; x) = z̃ + σ · f(z̃, x)`` for latents corrupted at level ``σ``.
+
+    The residual form scaled by ``σ`` keeps the regression target (``-η``) of unit scale at any
+    noise level, so the score ``(F − z̃)/σ² = f/σ`` is learned equally well for small ``σ``.
+
+    Args:
+        data_shape: shape of one example (conditioning input).
+        latent_dim: size of ``z``.
+        noise_std: corruption level ``σ``.
+        hidden: hidden layer sizes.
+        act: activation name.
+
+    >>> Denoiser(4, 2, noise_std=0.1, hidden=(8,))(torch.zeros(3, 2), torch.zeros(3, 4)).shape
+    torch.Size([3, 2])
+    """
+
+    def __init__(
+        self, data_shape: DataShape, latent_dim: int, noise_std: float, hidden: Sequence[int] = (256, 256), act: str = "silu"
+    ) -> None:
+        super().__init__()
+        if noise_std <= 0:
+            raise ValueError(f"denoiser noise_std must be positive, got {noise_std}")
+        self.noise_std = float(noise_std)
+        self.net = MLP(_flat_dim(data_shape) + latent_dim, latent_dim, hidden, act)
+
+    def forward(self, z_noisy: Tensor, x: Tensor) -> Tensor:
+        return z_noisy + self.noise_std * self.net(torch.cat([x.flatten(1), z_noisy], 1))

@@ -18,7 +18,7 @@ from ivi_lightning.distributions import (
     as_shape,
     has_log_prob,
 )
-from ivi_lightning.nets import Decoder, ImplicitEncoder
+from ivi_lightning.nets.factory import build_network
 
 PART_NAMES = ("prior", "likelihood", "encoder", "discriminator", "denoiser")
 
@@ -41,7 +41,9 @@ class ImplicitVI(pl.LightningModule):
             is fixed (inference in a known model); if ``prior``/``likelihood`` are not given, the
             data module's known model (its ``prior`` and ``likelihood``) is adopted at setup.
         likelihood_family: ``"bernoulli"`` (binary data) or ``"gaussian"`` for the default likelihood.
-        hidden: hidden layer sizes of the default networks.
+        architecture: family of the default networks (``"mlp"``; image families register more,
+            see :mod:`ivi_lightning.nets.factory`).
+        hidden: hidden layer sizes of the default networks (MLP architectures).
         noise_dim: size of the default implicit encoder's noise.
         noise_injection: where the default encoder takes noise: ``"input"``, ``"hidden"``, ``"both"``.
         lr: learning rate of the encoder (and model).
@@ -64,6 +66,7 @@ class ImplicitVI(pl.LightningModule):
         encoder: Optional[nn.Module] = None,
         learn_model: bool = True,
         likelihood_family: str = "bernoulli",
+        architecture: str = "mlp",
         hidden: Sequence[int] = (256, 256),
         noise_dim: int = 8,
         noise_injection: str = "both",
@@ -91,15 +94,20 @@ class ImplicitVI(pl.LightningModule):
         self.prior: Optional[Prior] = prior if prior is not None or adopt_later else StandardNormalPrior(latent_dim)
         self.likelihood: Optional[Likelihood] = likelihood
         if likelihood is None and not adopt_later:
-            decoder = Decoder(latent_dim, data_shape, self.hidden)
+            decoder = self.build_network("decoder")
             self.likelihood = BernoulliLikelihood(decoder) if likelihood_family == "bernoulli" else GaussianLikelihood(decoder, data_shape)
         self.encoder = encoder if encoder is not None else self.default_encoder()
         self._check_model()
 
     # --- construction -------------------------------------------------------------------------
-    def default_encoder(self) -> nn.Module:
+    def build_network(self, kind: str, **options: Any) -> nn.Module:
+        """A default ``kind`` network of this algorithm's ``architecture``, sized to its data and latent."""
         h = self.hparams
-        return ImplicitEncoder(self.data_shape, self.latent_dim, self.hidden, h.noise_dim, h.noise_injection)
+        defaults = dict(data_shape=self.data_shape, latent_dim=self.latent_dim, hidden=self.hidden, noise_dim=h.noise_dim, noise_injection=h.noise_injection)
+        return build_network(kind, h.architecture, **{**defaults, **options})
+
+    def default_encoder(self) -> nn.Module:
+        return self.build_network("implicit_encoder")
 
     def _check_model(self) -> None:
         """Refuse a prior or likelihood whose missing density this algorithm needs."""

@@ -15,7 +15,6 @@ from ivi_lightning.estimators import (
     ratio_loss,
     standard_normal_log_prob,
 )
-from ivi_lightning.nets import Discriminator
 
 
 class PCAdv(ImplicitVI):
@@ -48,7 +47,7 @@ class PCAdv(ImplicitVI):
         super().__init__(**kwargs)
         if adaptive_contrast and contrast_samples < 2:
             raise ValueError(f"adaptive_contrast needs contrast_samples >= 2 to estimate moments, got {contrast_samples}")
-        self.discriminator = discriminator if discriminator is not None else Discriminator(self.data_shape, self.latent_dim, self.hidden)
+        self.discriminator = discriminator if discriminator is not None else self.build_network("discriminator")
 
     def configure_optimizers(self):
         h = self.hparams

@@ -8,7 +8,6 @@ from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.estimators import denoiser_score, denoising_loss, score_surrogate
-from ivi_lightning.nets import Denoiser
 
 
 class PCDen(ImplicitVI):
@@ -33,7 +32,7 @@ class PCDen(ImplicitVI):
         if noise_std <= 0:
             raise ValueError(f"noise_std must be positive, got {noise_std}")
         super().__init__(**kwargs)
-        self.denoiser = denoiser if denoiser is not None else Denoiser(self.data_shape, self.latent_dim, noise_std, self.hidden)
+        self.denoiser = denoiser if denoiser is not None else self.build_network("denoiser", noise_std=noise_std)
 
     def configure_optimizers(self):
         h = self.hparams

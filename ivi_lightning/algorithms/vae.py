@@ -8,7 +8,6 @@ from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.estimators import diagonal_normal_log_prob
-from ivi_lightning.nets import GaussianEncoder
 
 
 class VAE(ImplicitVI):
@@ -31,7 +30,7 @@ class VAE(ImplicitVI):
             raise ValueError("VAE needs an explicit Gaussian encoder with moments(x) -> (mean, std), e.g. GaussianEncoder")
 
     def default_encoder(self) -> nn.Module:
-        return GaussianEncoder(self.data_shape, self.latent_dim, self.hidden)
+        return self.build_network("gaussian_encoder")
 
     def configure_optimizers(self):
         return self._adam(self.encoder_parameters() + self.model_parameters(), self.hparams.lr)

@@ -20,7 +20,8 @@ class PCDen(ImplicitVI):
     Args:
         denoiser: network ``(z_noisy, x) -> z``; default a residual MLP ``Denoiser``.
         noise_std: corruption level ``σ``: smaller is less biased (the score of ``q`` smoothed
-            by ``N(0, σ²)``) but noisier.
+            by ``N(0, σ²)``) but noisier; 0.1 starved the encoder of entropy on the toys.
+        aux_steps: denoiser updates per encoder update.
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
 
@@ -28,10 +29,10 @@ class PCDen(ImplicitVI):
     needs_likelihood_density = True
     alternative = "PCAdv (likelihood density only) or JCAdv/JCDen (no density)"
 
-    def __init__(self, denoiser: Optional[nn.Module] = None, noise_std: float = 0.1, **kwargs: Any) -> None:
+    def __init__(self, denoiser: Optional[nn.Module] = None, noise_std: float = 0.3, aux_steps: int = 3, **kwargs: Any) -> None:
         if noise_std <= 0:
             raise ValueError(f"noise_std must be positive, got {noise_std}")
-        super().__init__(**kwargs)
+        super().__init__(aux_steps=aux_steps, **kwargs)
         self.denoiser = denoiser if denoiser is not None else self.build_network("denoiser", noise_std=noise_std)
 
     def configure_optimizers(self):

@@ -124,6 +124,7 @@ class ImplicitVI(pl.LightningModule):
             )
 
     def setup(self, stage: str) -> None:
+        self._check_strategy()
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "data_shape"):
             data_shape = as_shape(datamodule.data_shape)
@@ -142,6 +143,25 @@ class ImplicitVI(pl.LightningModule):
             self.prior = self.prior or known["prior"]
             self.likelihood = self.likelihood or known["likelihood"]
             self._check_model()
+
+    def _check_strategy(self) -> None:
+        """Alternating optimizers leave some networks unused in every backward: DDP must know."""
+        if self._trainer is None:
+            return
+        from pytorch_lightning.strategies import DDPStrategy
+
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy) and not getattr(strategy, "_ddp_kwargs", {}).get("find_unused_parameters", False):
+            raise ValueError(
+                f"{type(self).__name__} alternates optimizers, so each backward leaves some networks unused and plain DDP "
+                "fails; use strategy='ddp_find_unused_parameters_true' (or DDPStrategy(find_unused_parameters=True))"
+            )
+
+    def on_train_start(self) -> None:
+        # seed_everything gives every rank the same random stream; offset it by rank so each
+        # process draws its own encoder noise, prior samples and corruption, reproducibly.
+        if self.trainer.world_size > 1:
+            torch.manual_seed(torch.initial_seed() + 1_000_003 * self.global_rank)
 
     def model_parameters(self) -> list:
         """Parameters of the prior and likelihood when the model is learned, else none."""

@@ -76,12 +76,12 @@ def train_and_score(algorithm, steps, seed=0, **kwargs):
 
 @pytest.fixture(scope="module")
 def vae_js():
-    return train_and_score(VAE, steps=600)
+    return train_and_score(VAE, steps=1000)
 
 
 @pytest.mark.parametrize("algorithm", [PCAdv, PCDen])
 def test_implicit_posterior_beats_gaussian_vae_on_explaining_away(algorithm, vae_js):
     # Same number of encoder updates (each of ours is aux_steps + 1 optimizer steps).
     steps_per_update = algorithm(latent_dim=2, data_shape=1, learn_model=False).hparams.aux_steps + 1
-    js = train_and_score(algorithm, steps=600 * steps_per_update)
-    assert js < 0.75 * vae_js, f"{algorithm.__name__} JS {js:.4f} vs VAE {vae_js:.4f}"
+    js = train_and_score(algorithm, steps=1000 * steps_per_update)
+    assert js < 0.6 * vae_js, f"{algorithm.__name__} JS {js:.4f} vs VAE {vae_js:.4f}"

@@ -46,11 +46,19 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=2000, help="encoder updates on explaining_away")
     parser.add_argument("--four-point-updates", type=int, default=5000, help="encoder updates on four_points")
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
+    parser.add_argument("--toys", nargs="+", default=["explaining_away", "four_points"], choices=["explaining_away", "four_points"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     points = Toy2DDataModule("explaining_away").evaluation_points.flatten().tolist()
 
+    if "explaining_away" in args.toys:
+        explaining_away_table(args, points)
+    if "four_points" in args.toys:
+        four_points_table(args)
+
+
+def explaining_away_table(args, points) -> None:
     print(f"explaining_away (known model, {args.updates} encoder updates): JS(q, exact posterior) in nats\n")
     print("| algorithm | " + " | ".join(f"x={x:g}" for x in points) + " | mean | steps | wall (s) |")
     print("|---" * (len(points) + 4) + "|")
@@ -59,6 +67,8 @@ def main() -> None:
         js = " | ".join(f"{r[f'exact/js_x{i}']:.4f}" for i in range(len(points)))
         print(f"| {name} | {js} | {r['exact/js_mean']:.4f} | {r['steps']} | {r['wall']:.0f} |", flush=True)
 
+
+def four_points_table(args) -> None:
     print(f"\nfour_points (learned model, {args.four_point_updates} encoder updates): exact log-likelihood (optimum -1.386)\n")
     print("| algorithm | log-likelihood | mean JS(q, exact posterior of learned model) | steps | wall (s) |")
     print("|---|---|---|---|---|")

@@ -172,8 +172,18 @@ class ImplicitVI(pl.LightningModule):
     def encoder_parameters(self) -> list:
         return list(self.encoder.parameters())
 
+    def auxiliary_networks(self) -> list:
+        """Networks trained by the auxiliary optimizer (discriminator, denoiser); none by default."""
+        return []
+
     def _adam(self, params: list, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, betas=tuple(self.hparams.betas))
+
+    def configure_optimizers(self):
+        """One Adam for encoder (+ model), one for the auxiliary networks if there are any."""
+        variational = self._adam(self.encoder_parameters() + self.model_parameters(), self.hparams.lr)
+        auxiliary = [p for net in self.auxiliary_networks() for p in net.parameters()]
+        return (variational, self._adam(auxiliary, self.hparams.aux_lr)) if auxiliary else variational
 
     # --- data --------------------------------------------------------------------------------
     def batch_data(self, batch: Any) -> Tensor:

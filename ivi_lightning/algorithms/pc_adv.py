@@ -7,7 +7,6 @@ import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
-from ivi_lightning.distributions import has_log_prob
 from ivi_lightning.estimators import (
     diagonal_normal_log_prob,
     gaussian_moments,
@@ -52,9 +51,8 @@ class PCAdv(ImplicitVI):
             raise ValueError(f"adaptive_contrast needs contrast_samples >= 2 to estimate moments, got {contrast_samples}")
         self.discriminator = discriminator if discriminator is not None else self.build_network("discriminator")
 
-    def configure_optimizers(self):
-        h = self.hparams
-        return self._adam(self.encoder_parameters() + self.model_parameters(), h.lr), self._adam(list(self.discriminator.parameters()), h.aux_lr)
+    def auxiliary_networks(self) -> list:
+        return [self.discriminator]
 
     def logit(self, x: Tensor, z: Tensor) -> Tensor:
         """``T(x, z)``, with the reference's log density subtracted analytically when prior-aware."""

@@ -46,9 +46,8 @@ class PCDen(ImplicitVI):
         super().__init__(aux_steps=aux_steps, **kwargs)
         self.denoiser = denoiser if denoiser is not None else self.build_network("denoiser", noise_std=noise_std)
 
-    def configure_optimizers(self):
-        h = self.hparams
-        return self._adam(self.encoder_parameters() + self.model_parameters(), h.lr), self._adam(list(self.denoiser.parameters()), h.aux_lr)
+    def auxiliary_networks(self) -> list:
+        return [self.denoiser]
 
     def sample_posterior(self, x: Tensor, num_samples: int = 1) -> Tensor:
         z = super().sample_posterior(x, num_samples)

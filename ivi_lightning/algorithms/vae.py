@@ -32,9 +32,6 @@ class VAE(ImplicitVI):
     def default_encoder(self) -> nn.Module:
         return self.build_network("gaussian_encoder")
 
-    def configure_optimizers(self):
-        return self._adam(self.encoder_parameters() + self.model_parameters(), self.hparams.lr)
-
     def elbo_estimate(self, x: Tensor) -> Tensor:
         mean, std = self.encoder.moments(x)
         z = mean + std * torch.randn_like(std)

@@ -1,5 +1,7 @@
 """ivi-lightning: variational inference with implicit distributions, in PyTorch Lightning."""
 from ivi_lightning.algorithms import PCAdv, PCDen, VAE, ImplicitVI
+from ivi_lightning.algorithms import JCAdv, JCAdvRMD, JCDen, JCHybrid
+from ivi_lightning.distributions import ImplicitLikelihood, ImplicitPrior
 from ivi_lightning.distributions import (
     BernoulliLikelihood,
     GaussianLikelihood,
@@ -21,4 +23,10 @@ __all__ = [
     "Prior",
     "StandardNormalPrior",
     "VAE",
+    "JCAdv",
+    "JCAdvRMD",
+    "JCDen",
+    "JCHybrid",
+    "ImplicitLikelihood",
+    "ImplicitPrior",
 ]

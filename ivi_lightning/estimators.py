@@ -7,7 +7,7 @@ ratio, ``F`` a denoiser, ``σ`` its corruption level.
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -117,3 +117,69 @@ def standard_normal_log_prob(z: Tensor) -> Tensor:
 def diagonal_normal_log_prob(z: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     """``log N(z; mean, diag(std²))`` summed over the last dimension."""
     return standard_normal_log_prob((z - mean) / std) - std.log().sum(-1)
+
+
+def unrolled_sgd_steps(loss_fn: Callable[[Dict[str, Tensor]], Tensor], params: Dict[str, Tensor], steps: int, lr: float) -> Dict[str, Tensor]:
+    """``steps`` plain gradient steps on ``loss_fn`` that keep the graph (``create_graph=True``).
+
+    The returned parameters are differentiable functions of whatever ``loss_fn`` depends on
+    besides ``params`` (e.g. a generator's ``θ`` through the samples it draws), so a loss
+    evaluated at them can be back-propagated through the whole optimisation (reverse-mode
+    differentiation, as in JC-Adv-RMD and unrolled GANs). ``params`` enter as constants:
+    they are detached, so no gradient reaches the tensors passed in.
+
+    Args:
+        loss_fn: ``params -> scalar loss``; called once per step (it may draw fresh samples).
+        params: name → starting tensor (e.g. ``dict(module.named_parameters())``).
+        steps: number of unrolled steps ``K``, positive.
+        lr: step size, positive.
+
+    >>> a = torch.tensor(1.0, requires_grad=True)
+    >>> out = unrolled_sgd_steps(lambda p: (p["w"] - a) ** 2, {"w": torch.tensor(0.0)}, steps=1, lr=0.25)
+    >>> out["w"]  # 0 − 0.25 · 2 (0 − 1)
+    tensor(0.5000, grad_fn=<SubBackward0>)
+    >>> torch.autograd.grad(out["w"], a)  # d w₁ / d a = 2 lr
+    (tensor(0.5000),)
+    """
+    if int(steps) <= 0:
+        raise ValueError(f"unrolled_sgd_steps needs a positive number of steps, got {steps}")
+    if lr <= 0:
+        raise ValueError(f"unrolled_sgd_steps needs a positive step size, got {lr}")
+    params = {name: value.detach().requires_grad_(True) for name, value in params.items()}
+    with torch.enable_grad():  # the inner steps need gradients even when called under no_grad
+        for _ in range(int(steps)):
+            grads = torch.autograd.grad(loss_fn(params), list(params.values()), create_graph=True)
+            params = {name: value - lr * grad for (name, value), grad in zip(params.items(), grads)}
+    return params
+
+
+def input_gradient(fn: Callable[[Tensor], Tensor], z: Tensor, create_graph: bool = False) -> Tensor:
+    """``∇_z Σ fn(z)``: e.g. a discriminator's ``∇_z T(x, z)``, its estimate of a score difference.
+
+    ``z`` is detached first, so the result does not reach back into whatever produced ``z``.
+    With ``create_graph=True`` the gradient itself can be differentiated (gradient penalties).
+
+    Args:
+        fn: ``z -> per-example values``.
+        z: where to differentiate, ``[batch, ...]``.
+        create_graph: keep the graph of the gradient.
+
+    >>> input_gradient(lambda z: (z ** 2).sum(1), torch.tensor([[1.0, -2.0]]))
+    tensor([[ 2., -4.]])
+    """
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(fn(z).sum(), z, create_graph=create_graph)
+    return grad
+
+
+def scaled_denoising_loss(denoised: Tensor, clean: Tensor, noise_std: float) -> Tensor:
+    """:func:`denoising_loss` in units of the corruption level: ``E ‖(F(ũ) − u)/σ‖²``.
+
+    A joint denoiser corrupts its blocks at different levels; measuring each block's error in
+    its own ``σ`` keeps both regression targets of unit scale, so neither block dominates.
+
+    >>> scaled_denoising_loss(torch.ones(2, 3), torch.zeros(2, 3), 0.5)
+    tensor(12.)
+    """
+    return denoising_loss(denoised / noise_std, clean / noise_std)

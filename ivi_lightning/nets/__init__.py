@@ -1,4 +1,5 @@
 """Networks: implicit encoders, decoders, discriminators and denoisers."""
 from ivi_lightning.nets.mlp import MLP, Decoder, Denoiser, Discriminator, GaussianEncoder, ImplicitEncoder
+from ivi_lightning.nets.joint import DeterministicEncoder, JointDenoiser  # also registers their factory builders
 
-__all__ = ["MLP", "Decoder", "Denoiser", "Discriminator", "GaussianEncoder", "ImplicitEncoder"]
+__all__ = ["MLP", "Decoder", "Denoiser", "Discriminator", "GaussianEncoder", "ImplicitEncoder", "DeterministicEncoder", "JointDenoiser"]

@@ -1,0 +1,116 @@
+"""JC-Adv: joint-contrastive, adversarial, with ALI and BiGAN as ``loss`` options.
+``ALGORITHMS.md`` §3, third box."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ivi_lightning.algorithms.base import ImplicitVI
+from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob
+from ivi_lightning.estimators import gan_generator_loss, ratio_accuracy, ratio_loss
+
+LOSSES = ("kl", "ali", "bigan")
+
+
+class JCAdv(ImplicitVI):
+    """A discriminator ``T(x, z)`` on joints estimates ``s = log q(x, z) − log p(x, z)``.
+
+    Each step: ``aux_steps`` logistic-regression updates of ``T`` (encoder joints
+    ``(x, g(x, ε))`` against model joints ``(x', z') ~ p(z) p(x'|z')``), then one update of the
+    encoder (and model). No density of the model is needed for inference: the prior and
+    likelihood may be simulators (``sample`` only).
+
+    * ``loss="kl"``: the encoder minimises ``E[T(x, g(x, ε))]`` — the KL between the joints,
+      i.e. the negative average ELBO up to the data entropy. A learned model takes the
+      gradient ``−E_q[∇_θ log p_θ(x, z)]``: maximum likelihood on detached encoder samples,
+      so it needs ``log_prob`` of the likelihood (an implicit model needs :class:`JCAdvRMD`).
+    * ``loss="ali"``: ALI's minimax on the Jensen–Shannon divergence with non-saturating losses
+      on both sides: the encoder minimises ``−log(1 − σ(T(x, z_q)))`` and, with a learned
+      model, the generator ``z' ~ p(z), x' ~ p(x|z')`` minimises ``−log σ(T(x', z'))`` through
+      its reparameterised samples.
+    * ``loss="bigan"``: the same with a deterministic encoder ``z = g(x)`` by default.
+
+    Args:
+        discriminator: network ``(x, z) -> logit``; default an MLP ``Discriminator``.
+        loss: ``"kl"``, ``"ali"`` or ``"bigan"``, see above.
+        aux_steps: discriminator updates per encoder update (as for PCAdv, 3 keeps the
+            discriminator ahead of the encoder on the toys).
+        **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
+    """
+
+    alternative = ""
+
+    def __init__(self, discriminator: Optional[nn.Module] = None, loss: str = "kl", aux_steps: int = 3, **kwargs: Any) -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        # An attribute, not only an hparam: subclasses fix the loss and the CLI records only their own arguments.
+        self.loss_kind = loss
+        super().__init__(aux_steps=aux_steps, **kwargs)
+        self.discriminator = discriminator if discriminator is not None else self.build_network("discriminator")
+        self._check_learnable()
+
+    def default_encoder(self) -> nn.Module:
+        # BiGAN's encoder is a point mass; ALI and the KL form use an implicit (noisy) one.
+        return self.build_network("deterministic_encoder" if self.loss_kind == "bigan" else "implicit_encoder")
+
+    def _check_learnable(self) -> None:
+        """Refuse a learned model whose update this loss cannot compute."""
+        if not self.hparams.learn_model:
+            return
+        name = type(self).__name__
+        if self.loss_kind == "kl":
+            for part in ("likelihood", "prior"):
+                value = getattr(self, part)
+                # A parameter-free prior needs no gradient, hence no density.
+                if not has_log_prob(value) and (part == "likelihood" or any(True for _ in value.parameters())):
+                    raise ValueError(
+                        f"{name}(loss='kl', learn_model=True) learns the model by maximum likelihood on encoder samples, "
+                        f"which needs log_prob of the {part}, but {type(value).__name__} is implicit (sample only). "
+                        "Use JCAdvRMD to learn an implicit model, or loss='ali', or learn_model=False for inference only."
+                    )
+        elif isinstance(self.likelihood, BernoulliLikelihood):
+            raise ValueError(
+                f"{name}(loss={self.loss_kind!r}, learn_model=True) trains the generator through its samples, but "
+                "Bernoulli samples are not reparameterised: use likelihood_family='gaussian' or an ImplicitLikelihood"
+            )
+
+    def configure_optimizers(self):
+        h = self.hparams
+        return self._adam(self.encoder_parameters() + self.model_parameters(), h.lr), self._adam(list(self.discriminator.parameters()), h.aux_lr)
+
+    def discriminator_step(self, x: Tensor, optimizer: Any) -> dict:
+        """``aux_steps`` logistic-regression updates of ``T``: encoder joints (label 1) vs model joints."""
+        for _ in range(self.hparams.aux_steps):
+            with torch.no_grad():
+                z_q = self.encoder(x)
+                x_p, z_p = self.sample_model(x.shape[0])
+            t_q, t_p = self.discriminator(x, z_q), self.discriminator(x_p, z_p)
+            loss = ratio_loss(t_q, t_p)
+            self.optimize(optimizer, loss)
+        return {"loss_discriminator": loss, "discriminator_accuracy": ratio_accuracy(t_q, t_p)}
+
+    def model_log_joint(self, x: Tensor, z: Tensor) -> Tensor:
+        """``log p(x|z) + log p(z)`` per example; a parameter-free implicit prior contributes nothing."""
+        log_joint = self.likelihood.log_prob(x, z)
+        return log_joint + self.prior.log_prob(z) if has_log_prob(self.prior) else log_joint
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        x = self.batch_data(batch)
+        opt_vi, opt_disc = self.optimizers()
+        metrics = self.discriminator_step(x, opt_disc)
+
+        z = self.encoder(x)
+        t_q = self.discriminator(x, z)
+        learn = self.hparams.learn_model
+        if self.loss_kind == "kl":
+            loss_encoder = t_q.mean()  # E_q[T] ≈ KL[q(x,z) ‖ p(x,z)] = −E[ELBO] − H[q_D]
+            # z detached: the encoder's gradient is all in ∇_z T; the model's is −E_q[∇_θ log p_θ(x, z)].
+            loss_model = -self.model_log_joint(x, z.detach()).mean() if learn else torch.zeros((), device=x.device)
+            metrics["kl_estimate"] = loss_encoder
+        else:
+            loss_encoder = gan_generator_loss(-t_q)  # encoder fools T into calling its joints the model's
+            loss_model = gan_generator_loss(self.discriminator(*self.sample_model(x.shape[0]))) if learn else torch.zeros((), device=x.device)
+        self.optimize(opt_vi, loss_encoder + loss_model)
+        self.log_metrics("train", {**metrics, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True)

@@ -1,0 +1,91 @@
+"""JC-Adv-RMD: learning a fully implicit model by reverse-mode differentiation through the
+discriminator's training. ``ALGORITHMS.md`` §3, fifth box."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+from torch.func import functional_call
+
+from ivi_lightning.algorithms.jc_adv import JCAdv
+from ivi_lightning.distributions import ImplicitLikelihood, ImplicitPrior
+from ivi_lightning.estimators import ratio_loss, unrolled_sgd_steps
+
+
+class JCAdvRMD(JCAdv):
+    """JC-Adv whose model ``θ`` (implicit prior and likelihood) is learned through the unrolled discriminator.
+
+    The plug-in ``T_φ`` depends on ``θ`` only through the model samples it was trained on.
+    Each step: ``aux_steps`` ordinary updates of ``T`` (as in JC-Adv); then, from the current
+    ``φ``, ``unroll_steps`` SGD steps ``φ_0 → φ_K(θ)`` on fresh reparameterised model samples
+    keeping the graph, and ``θ`` descends ``E_q[T_{φ_K(θ)}(x, z)]`` (``T ≈ log q − log p_θ``, so
+    this is ``KL[q ‖ p_θ]``); the encoder descends ``E[T_φ(x, g(x, ε))]`` as in JC-Adv.
+
+    Args:
+        unroll_steps: ``K``, the discriminator steps differentiated through (second order, so
+            the cost grows with ``K``: keep it small).
+        unroll_lr: SGD step size of the unrolled steps (the hypergradient scales with it; the
+            model's Adam step normalises that scale).
+        model_noise_dim: noise size of the default implicit prior and likelihood.
+        model_hidden: hidden sizes of the default implicit prior and likelihood.
+        **kwargs: see :class:`JCAdv` (the loss is always ``"kl"``) and
+            :class:`~ivi_lightning.algorithms.base.ImplicitVI`. Parts not given default, with
+            ``learn_model=True``, to an :class:`ImplicitPrior` and an :class:`ImplicitLikelihood`.
+    """
+
+    def __init__(
+        self,
+        unroll_steps: int = 2,
+        unroll_lr: float = 0.1,
+        model_noise_dim: int = 4,
+        model_hidden: tuple = (64, 64),
+        **kwargs: Any,
+    ) -> None:
+        if "loss" in kwargs:
+            raise ValueError("JCAdvRMD trains on the KL form only; for ALI/BiGAN use JCAdv(loss='ali' or 'bigan')")
+        if int(unroll_steps) <= 0:
+            raise ValueError(f"unroll_steps must be a positive number of discriminator steps, got {unroll_steps}")
+        if unroll_lr <= 0:
+            raise ValueError(f"unroll_lr must be positive, got {unroll_lr}")
+        if kwargs.get("learn_model", True):
+            # Defaults are implicit generators: the point of RMD is a model with no density.
+            latent_dim, data_shape = kwargs.get("latent_dim"), kwargs.get("data_shape")
+            if kwargs.get("prior") is None and latent_dim is not None:
+                kwargs["prior"] = ImplicitPrior(latent_dim, model_noise_dim, model_hidden)
+            if kwargs.get("likelihood") is None and latent_dim is not None and data_shape is not None:
+                kwargs["likelihood"] = ImplicitLikelihood(latent_dim, data_shape, model_noise_dim, model_hidden)
+        super().__init__(loss="kl", **kwargs)
+
+    def _check_learnable(self) -> None:
+        """Any model is learnable here: its gradient comes through the unrolled discriminator."""
+
+    def unrolled_model_loss(self, x_q: Tensor, z_q: Tensor) -> Tensor:
+        """``E_q[T_{φ_K(θ)}(x, z)]`` at fixed encoder joints, differentiable in the model's ``θ``.
+
+        Args:
+            x_q: data ``[batch, *data_shape]``.
+            z_q: encoder samples for it, detached.
+        """
+        logit = lambda params, x, z: functional_call(self.discriminator, params, (x, z))
+
+        def inner_loss(params: dict) -> Tensor:
+            # Fresh reparameterised model joints each step: their graph reaches θ.
+            x_p, z_p = self.sample_model(x_q.shape[0])
+            return ratio_loss(logit(params, x_q, z_q), logit(params, x_p, z_p))
+
+        start = dict(self.discriminator.named_parameters())
+        params = unrolled_sgd_steps(inner_loss, start, self.hparams.unroll_steps, self.hparams.unroll_lr)
+        return logit(params, x_q, z_q).mean()
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        x = self.batch_data(batch)
+        opt_vi, opt_disc = self.optimizers()
+        metrics = self.discriminator_step(x, opt_disc)
+
+        with torch.no_grad():
+            z_fixed = self.encoder(x)
+        loss_model = self.unrolled_model_loss(x, z_fixed) if self.hparams.learn_model else torch.zeros((), device=x.device)
+        loss_encoder = self.discriminator(x, self.encoder(x)).mean()  # E_q[T] ≈ KL[q ‖ p], as in JC-Adv
+        self.optimize(opt_vi, loss_encoder + loss_model)
+        self.log_metrics("train", {**metrics, "loss_encoder": loss_encoder, "kl_estimate": loss_encoder, "loss_model": loss_model}, prog_bar=True)

@@ -1,0 +1,131 @@
+"""JC-Den: joint-contrastive, denoiser. ``ALGORITHMS.md`` §3, fourth box."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ivi_lightning.algorithms.base import ImplicitVI
+from ivi_lightning.distributions import has_log_prob
+from ivi_lightning.estimators import denoiser_score, input_gradient, scaled_denoising_loss, score_surrogate
+
+MODEL_SCORES = ("auto", "density", "denoiser")
+
+
+class JCDen(ImplicitVI):
+    """A joint denoiser on ``(x, z) ~ q`` supplies ``∇_z log q(z|x)``; the model's score comes from
+    its densities or, likelihood-free, from a second joint denoiser on model samples.
+
+    Each step: ``aux_steps`` updates of the denoiser(s) on detached joints corrupted by
+    ``N(0, data_noise_std²)`` on ``x`` and ``N(0, noise_std²)`` on ``z``, then one encoder (and
+    model) update on the surrogate ``stopgrad(ŝ_q,z − ŝ_p,z)ᵀ z`` (``ŝ_p,z = ∇_z log p(x, z)``
+    by autograd with densities), plus ``−log p_θ(x, z)`` at detached ``z`` for a learned model.
+
+    Args:
+        denoiser: network ``(x̃, z̃) -> (x, z)`` for ``q``; default an MLP ``JointDenoiser``.
+        model_denoiser: the same for model samples (used without model densities).
+        noise_std: corruption level of the latent block (the score's smoothing, as in PCDen).
+        data_noise_std: corruption level of the data block (default ``noise_std``); keep it
+            below the scale at which posteriors of nearby observations differ.
+        model_score: ``"density"`` (``∇_z log p(x, z)`` by autograd), ``"denoiser"`` (a model
+            denoiser, likelihood-free) or ``"auto"`` (density when prior and likelihood have one).
+        aux_steps: denoiser updates per encoder update.
+        **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
+    """
+
+    def __init__(
+        self,
+        denoiser: Optional[nn.Module] = None,
+        model_denoiser: Optional[nn.Module] = None,
+        noise_std: float = 0.3,
+        data_noise_std: Optional[float] = None,
+        model_score: str = "auto",
+        aux_steps: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        data_noise_std = noise_std if data_noise_std is None else data_noise_std
+        if noise_std <= 0 or data_noise_std <= 0:
+            raise ValueError(f"noise levels must be positive, got noise_std={noise_std}, data_noise_std={data_noise_std}")
+        if model_score not in MODEL_SCORES:
+            raise ValueError(f"model_score must be one of {', '.join(MODEL_SCORES)}, got {model_score!r}")
+        super().__init__(aux_steps=aux_steps, **kwargs)
+        self.noise_std, self.data_noise_std = float(noise_std), float(data_noise_std)
+        build = lambda: self.build_network("joint_denoiser", noise_std=noise_std, data_noise_std=data_noise_std)
+        self.denoiser = denoiser if denoiser is not None else build()
+        # Built unless densities are promised: whether an adopted model has them is known only at setup.
+        self.model_denoiser = model_denoiser if model_denoiser is not None or model_score == "density" else build()
+        self._check_scores()
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        self._check_scores()
+
+    @property
+    def uses_model_denoiser(self) -> bool:
+        """Whether ``∇_z log p(x, z)`` comes from the model denoiser (no model density)."""
+        if self.hparams.model_score != "auto":
+            return self.hparams.model_score == "denoiser"
+        return not (has_log_prob(self.prior) and has_log_prob(self.likelihood))
+
+    def _check_scores(self) -> None:
+        if self.prior is None or self.likelihood is None:
+            return  # adopted from the data module at setup, checked then
+        name = type(self).__name__
+        if self.hparams.model_score == "density" and not (has_log_prob(self.prior) and has_log_prob(self.likelihood)):
+            raise ValueError(f"{name}(model_score='density') needs log_prob of the prior and likelihood: use model_score='denoiser' (likelihood-free)")
+        if self.hparams.learn_model and self.uses_model_denoiser:
+            raise ValueError(
+                f"{name}(learn_model=True) learns the model by maximum likelihood on encoder samples, which needs log_prob "
+                "of the prior and likelihood: use JCAdvRMD to learn an implicit model, or learn_model=False"
+            )
+
+    def configure_optimizers(self):
+        h = self.hparams
+        aux = list(self.denoiser.parameters()) + (list(self.model_denoiser.parameters()) if self.uses_model_denoiser else [])
+        return self._adam(self.encoder_parameters() + self.model_parameters(), h.lr), self._adam(aux, h.aux_lr)
+
+    def joint_denoising_loss(self, denoiser: nn.Module, x: Tensor, z: Tensor) -> Tensor:
+        """Denoising error of ``denoiser`` on clean joints ``(x, z)``, each block in units of its σ."""
+        sx, sz = self.data_noise_std, self.noise_std
+        x_hat, z_hat = denoiser(x + sx * torch.randn_like(x), z + sz * torch.randn_like(z))
+        return scaled_denoising_loss(x_hat, x, sx) + scaled_denoising_loss(z_hat, z, sz)
+
+    def joint_score(self, denoiser: nn.Module, x: Tensor, z: Tensor) -> Tensor:
+        """``z`` block of the smoothed joint score, ``∇_z log q_σ(x, z)``, from a denoiser; no gradient."""
+        with torch.no_grad():
+            return denoiser_score(denoiser(x, z)[1], z, self.noise_std)
+
+    def model_score(self, x: Tensor, z: Tensor) -> Tensor:
+        """``∇_z log p(x, z)``: by autograd of the densities, or from the model denoiser."""
+        if self.uses_model_denoiser:
+            return self.joint_score(self.model_denoiser, x, z)
+        return input_gradient(lambda zz: self.likelihood.log_prob(x, zz) + self.prior.log_prob(zz), z)
+
+    def score_difference(self, x: Tensor, z: Tensor) -> Tensor:
+        """Estimated ``∇_z s(x, z) = ∇_z log q(z|x) − ∇_z log p(x, z)``: the encoder's whole gradient signal."""
+        return self.joint_score(self.denoiser, x, z) - self.model_score(x, z)
+
+    def denoiser_step(self, x: Tensor, optimizer: Any) -> Tensor:
+        """``aux_steps`` updates of the posterior denoiser (and the model denoiser when used)."""
+        for _ in range(self.hparams.aux_steps):
+            with torch.no_grad():
+                z = self.encoder(x)
+                model_joint = self.sample_model(x.shape[0]) if self.uses_model_denoiser else None
+            loss = self.joint_denoising_loss(self.denoiser, x, z)
+            if model_joint is not None:
+                loss = loss + self.joint_denoising_loss(self.model_denoiser, *model_joint)
+            self.optimize(optimizer, loss)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        x = self.batch_data(batch)
+        opt_vi, opt_den = self.optimizers()
+        loss_den = self.denoiser_step(x, opt_den)
+
+        z = self.encoder(x)
+        loss_encoder = score_surrogate(z, self.score_difference(x, z.detach())).mean()
+        # z detached: the model's gradient is −E_q[∇_θ log p_θ(x, z)], the encoder's is in the surrogate.
+        loss_model = -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean() if self.hparams.learn_model else torch.zeros((), device=x.device)
+        self.optimize(opt_vi, loss_encoder + loss_model)
+        self.log_metrics("train", {"loss_denoiser": loss_den, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True)

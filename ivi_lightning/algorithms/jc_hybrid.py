@@ -1,0 +1,71 @@
+"""JC-Hybrid: joint-contrastive with discriminator and denoiser estimates combined.
+``ALGORITHMS.md`` §3, last box (a library decision, measured in ``benchmarks/jc_tables.py``)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ivi_lightning.algorithms.jc_den import JCDen
+from ivi_lightning.estimators import input_gradient, ratio_accuracy, ratio_loss, score_surrogate
+
+
+class JCHybrid(JCDen):
+    """Both estimators of ``∇_z s(x, z)`` (``s = log q(x, z) − log p(x, z)``) at once.
+
+    A joint discriminator gives ``∇_z T``; the joint denoisers (as in :class:`JCDen`) give
+    ``ŝ_q,z − ŝ_p,z``. Each step: ``aux_steps`` updates of the discriminator — logistic loss plus,
+    with ``score_penalty > 0``, ``λ E_q‖∇_z T − (ŝ_q,z − ŝ_p,z)‖²`` pulling its gradient toward
+    the denoisers' (this regularises ``T`` without moving its optimum when both are exact) —
+    and of the denoisers; then one encoder update on
+    ``stopgrad(w ∇_z T + (1 − w)(ŝ_q,z − ŝ_p,z))ᵀ z``.
+
+    Args:
+        discriminator: network ``(x, z) -> logit``; default an MLP ``Discriminator``.
+        mix: weight ``w ∈ [0, 1]`` of the discriminator's estimate (1: JC-Adv's gradient,
+            0: JC-Den's).
+        score_penalty: ``λ ≥ 0`` of the penalty above.
+        **kwargs: see :class:`JCDen` and :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
+    """
+
+    def __init__(self, discriminator: Optional[nn.Module] = None, mix: float = 0.5, score_penalty: float = 0.0, **kwargs: Any) -> None:
+        if not 0.0 <= mix <= 1.0:
+            raise ValueError(f"mix is a weight in [0, 1], got {mix}")
+        if score_penalty < 0:
+            raise ValueError(f"score_penalty must be non-negative, got {score_penalty}")
+        super().__init__(**kwargs)
+        self.discriminator = discriminator if discriminator is not None else self.build_network("discriminator")
+
+    def configure_optimizers(self):
+        opt_vi, opt_den = super().configure_optimizers()
+        return opt_vi, opt_den, self._adam(list(self.discriminator.parameters()), self.hparams.aux_lr)
+
+    def discriminator_step(self, x: Tensor, optimizer: Any) -> dict:
+        """``aux_steps`` updates of ``T``: encoder joints vs model joints, plus the score penalty."""
+        for _ in range(self.hparams.aux_steps):
+            with torch.no_grad():
+                z_q = self.encoder(x)
+                x_p, z_p = self.sample_model(x.shape[0])
+            t_q, t_p = self.discriminator(x, z_q), self.discriminator(x_p, z_p)
+            loss = ratio_loss(t_q, t_p)
+            if self.hparams.score_penalty > 0:
+                grad_t = input_gradient(lambda zz: self.discriminator(x, zz), z_q, create_graph=True)
+                loss = loss + self.hparams.score_penalty * (grad_t - self.score_difference(x, z_q)).pow(2).sum(1).mean()
+            self.optimize(optimizer, loss)
+        return {"loss_discriminator": loss, "discriminator_accuracy": ratio_accuracy(t_q, t_p)}
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        x = self.batch_data(batch)
+        opt_vi, opt_den, opt_disc = self.optimizers()
+        loss_den = self.denoiser_step(x, opt_den)
+        metrics = self.discriminator_step(x, opt_disc)
+
+        z = self.encoder(x)
+        w = self.hparams.mix
+        grad_t = input_gradient(lambda zz: self.discriminator(x, zz), z)
+        loss_encoder = score_surrogate(z, w * grad_t + (1 - w) * self.score_difference(x, z.detach())).mean()
+        # z detached: the model's gradient is −E_q[∇_θ log p_θ(x, z)], as in JC-Den.
+        loss_model = -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean() if self.hparams.learn_model else torch.zeros((), device=x.device)
+        self.optimize(opt_vi, loss_encoder + loss_model)
+        self.log_metrics("train", {**metrics, "loss_denoiser": loss_den, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True)

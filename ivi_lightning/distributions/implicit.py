@@ -1,0 +1,74 @@
+"""Implicit (sample-only) priors and likelihoods: generator networks fed Gaussian noise.
+
+They have parameters and reparameterised samples but no density, so only algorithms that
+need no density of the model can use them; JC-Adv-RMD (and ALI/BiGAN) can learn them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ivi_lightning.distributions.base import DataShape, Likelihood, Prior, as_shape
+
+
+def _noise(num_samples: int, noise_dim: int, like: Tensor) -> Tensor:
+    return torch.randn(num_samples, noise_dim, device=like.device, dtype=like.dtype)
+
+
+class ImplicitPrior(Prior):
+    """``z = h(ε)``, ``ε ~ N(0, I)``: a learned prior given only by its sampler.
+
+    Args:
+        dim: latent dimension.
+        noise_dim: size of ``ε``.
+        hidden: hidden layer sizes of ``h``.
+
+    >>> prior = ImplicitPrior(2, noise_dim=3, hidden=(8,))
+    >>> prior.sample(5).shape
+    torch.Size([5, 2])
+    >>> from ivi_lightning.distributions import has_log_prob
+    >>> has_log_prob(prior)
+    False
+    """
+
+    def __init__(self, dim: int, noise_dim: int = 8, hidden: Sequence[int] = (64, 64)) -> None:
+        super().__init__(dim)
+        if int(noise_dim) <= 0:
+            raise ValueError(f"an implicit prior needs noise: noise_dim must be positive, got {noise_dim}")
+        from ivi_lightning.nets.mlp import MLP  # here, not at module level: nets imports distributions
+
+        self.noise_dim = int(noise_dim)
+        self.net = MLP(self.noise_dim, self.dim, hidden)
+
+    def sample(self, num_samples: int) -> Tensor:
+        return self.net(_noise(num_samples, self.noise_dim, self._anchor))
+
+
+class ImplicitLikelihood(Likelihood):
+    """``x = G(z, ε)``, ``ε ~ N(0, I)``: a learned simulator with reparameterised samples.
+
+    Args:
+        latent_dim: size of ``z``.
+        data_shape: shape of one example.
+        noise_dim: size of ``ε``.
+        hidden: hidden layer sizes of ``G``.
+
+    >>> lik = ImplicitLikelihood(2, (3,), noise_dim=4, hidden=(8,))
+    >>> lik.sample(torch.zeros(5, 2)).shape
+    torch.Size([5, 3])
+    """
+
+    def __init__(self, latent_dim: int, data_shape: DataShape, noise_dim: int = 8, hidden: Sequence[int] = (64, 64)) -> None:
+        super().__init__()
+        if int(latent_dim) <= 0 or int(noise_dim) <= 0:
+            raise ValueError(f"latent_dim and noise_dim must be positive, got {latent_dim} and {noise_dim}")
+        from ivi_lightning.nets.mlp import MLP  # here, not at module level: nets imports distributions
+
+        self.latent_dim, self.noise_dim, self.data_shape = int(latent_dim), int(noise_dim), as_shape(data_shape)
+        self.net = MLP(self.latent_dim + self.noise_dim, math.prod(self.data_shape), hidden)
+
+    def sample(self, z: Tensor) -> Tensor:
+        return self.net(torch.cat([z, _noise(z.shape[0], self.noise_dim, z)], 1)).view(-1, *self.data_shape)

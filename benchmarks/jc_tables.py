@@ -1,0 +1,187 @@
+"""Tables for the joint-contrastive family (issue 3), printed as markdown.
+
+(a) JS divergence to the exact posterior on explaining-away at its fixed observations:
+    likelihood-free JCAdv and JCDen (the likelihood wrapped as a sample-only simulator)
+    next to PCAdv and a Gaussian VAE (both given the densities).
+(b) Learning 2-D mixtures (ring: 8, grid: 25): JCAdvRMD (implicit prior and likelihood) and
+    JCAdv with the ALI loss (N(0, I) prior, implicit likelihood). ALI-paper metrics on 10,000
+    model samples: modes covered (at least ``MIN_MODE_SAMPLES`` samples within 3 std of the
+    mode) and the share of samples within 3 std of their nearest mode; plus reconstruction
+    error ``E‖x − x̂‖²``, ``x̂ ~ p(x|z)``, ``z ~ q(z|x)`` on held-out data.
+(c) Hybrid: JS against optimizer steps for JCAdv, JCDen and JCHybrid (mixed gradient, and
+    score penalty), all likelihood-free.
+
+Every run: seed 0, CPU, one thread; ``--steps`` counts optimizer steps of all optimizers.
+
+    OMP_NUM_THREADS=1 python benchmarks/jc_tables.py --steps 6000 --mixture-steps 3000
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+import warnings
+from typing import Callable, Dict, List
+
+import pytorch_lightning as pl
+import torch
+
+import ivi_lightning as ivi
+from datamodules import ExplainingAwayLikelihood, Toy2DDataModule
+from ivi_lightning.evaluation import posterior_js
+
+warnings.filterwarnings("ignore")
+logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+MIN_MODE_SAMPLES = 20
+
+
+class Simulator(ivi.Likelihood):
+    """The explaining-away likelihood with its density hidden: a sample-only simulator."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = ExplainingAwayLikelihood()
+
+    def sample(self, z: torch.Tensor) -> torch.Tensor:
+        return self.inner.sample(z)
+
+
+class EveryN(pl.Callback):
+    """Calls ``fn(trainer)`` every ``n`` training batches and at the end."""
+
+    def __init__(self, n: int, fn: Callable) -> None:
+        self.n, self.fn, self.batches = n, fn, 0
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        self.batches += 1
+        if self.batches % self.n == 0:
+            self.fn(trainer)
+
+    def on_train_end(self, trainer, *args) -> None:
+        if self.batches % self.n:
+            self.fn(trainer)
+
+
+def _fit(model, data, steps: int, callbacks=()) -> float:
+    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, callbacks=list(callbacks))
+    start = time.time()
+    trainer.fit(model, data)
+    return time.time() - start
+
+
+def explaining_away_run(name: str, steps: int, evaluations: int = 1) -> Dict:
+    """Train one algorithm on explaining-away; JS (mean over the observations) at ``evaluations`` points."""
+    pl.seed_everything(0)
+    data = Toy2DDataModule("explaining_away", num_samples=20000, batch_size=256)
+    data.setup()
+    known = dict(prior=ivi.NormalPrior(2, 2.0), likelihood=ExplainingAwayLikelihood())
+    free = dict(prior=ivi.NormalPrior(2, 2.0), likelihood=Simulator())
+    common = dict(latent_dim=2, data_shape=1, learn_model=False, hidden=(64, 64))
+    model = {
+        "VAE": lambda: ivi.VAE(**common, **known),
+        "PCAdv": lambda: ivi.PCAdv(**common, **known),
+        "JCAdv (likelihood-free)": lambda: ivi.JCAdv(**common, **free),
+        "JCDen (likelihood-free)": lambda: ivi.JCDen(**common, **free, data_noise_std=0.01),
+        "JCHybrid mix 0.5": lambda: ivi.JCHybrid(**common, **free, data_noise_std=0.01, mix=0.5),
+        "JCHybrid penalty 0.1 (mix 1)": lambda: ivi.JCHybrid(**common, **free, data_noise_std=0.01, mix=1.0, score_penalty=0.1),
+    }[name]()
+    curve: List = []
+
+    def score(trainer) -> None:
+        js = posterior_js(model.sample_posterior, data.prior, data.likelihood, data.evaluation_points, 20000, data.latent_extent)
+        curve.append((trainer.global_step, js))
+
+    # Optimizer steps per batch, to place the evaluations at equal optimizer-step intervals.
+    per_batch = 1 if name == "VAE" else 4 if not name.startswith("JCHybrid") else 7
+    seconds = _fit(model, data, steps, [EveryN(max(1, steps // evaluations // per_batch), score)])
+    return {"name": name, "curve": curve, "seconds": seconds}
+
+
+def table_a(steps: int) -> None:
+    rows = [explaining_away_run(name, steps) for name in ("VAE", "PCAdv", "JCAdv (likelihood-free)", "JCDen (likelihood-free)")]
+    points = [0.01, 0.05, 0.2, 1.0]
+    print(f"\n### (a) explaining-away: JS (nats) to the exact posterior after {steps} optimizer steps, seed 0\n")
+    print("| algorithm | " + " | ".join(f"x={p}" for p in points) + " | mean | train s |")
+    print("|---|" + "---|" * (len(points) + 2))
+    for row in rows:
+        js = row["curve"][-1][1]
+        print(f"| {row['name']} | " + " | ".join(f"{v:.4f}" for v in js) + f" | {js.mean():.4f} | {row['seconds']:.0f} |")
+
+
+def mixture_modes(dataset: str):
+    if dataset == "ring":
+        angles = 2 * math.pi * torch.arange(8) / 8
+        return 2.0 * torch.stack([angles.cos(), angles.sin()], 1), 0.02
+    axis = torch.arange(-4.0, 5.0, 2.0)
+    return torch.cartesian_prod(axis, axis), 0.05
+
+
+@torch.no_grad()
+def mixture_metrics(model, data, dataset: str) -> Dict[str, float]:
+    """Modes covered and high-quality share of 10,000 model samples; reconstruction error."""
+    modes, std = mixture_modes(dataset)
+    x, _ = model.sample_model(10000)
+    distance, nearest = torch.cdist(x, modes).min(1)
+    good = distance < 3 * std
+    counts = torch.bincount(nearest[good], minlength=len(modes))
+    held_out = data.val_set.tensors[0][:2000]
+    reconstruction = model.likelihood.sample(model.encoder(held_out))
+    return {
+        "modes": int((counts >= MIN_MODE_SAMPLES).sum()),
+        "total": len(modes),
+        "high_quality": float(good.float().mean()),
+        "reconstruction": float((held_out - reconstruction).pow(2).sum(1).mean()),
+    }
+
+
+def table_b(steps: int) -> None:
+    print(f"\n### (b) mixtures: {steps} optimizer steps, seed 0; modes covered = ≥{MIN_MODE_SAMPLES} of 10,000 samples within 3 std\n")
+    print("| data | algorithm | modes covered | high-quality samples | reconstruction ‖x − x̂‖² | train s |")
+    print("|---|---|---|---|---|---|")
+    for dataset in ("ring", "grid"):
+        for name in ("JCAdvRMD (K=2)", "JCAdv loss=ali"):
+            pl.seed_everything(0)
+            data = Toy2DDataModule(dataset, num_samples=20000, batch_size=256)
+            data.setup()
+            common = dict(latent_dim=2, data_shape=2, hidden=(128, 128))
+            if name.startswith("JCAdvRMD"):
+                model = ivi.JCAdvRMD(**common, unroll_steps=2, model_hidden=(128, 128))
+            else:
+                model = ivi.JCAdv(**common, loss="ali", likelihood=ivi.ImplicitLikelihood(2, 2, 4, (128, 128)))
+            seconds = _fit(model, data, steps)
+            m = mixture_metrics(model.eval(), data, dataset)
+            print(f"| {dataset} | {name} | {m['modes']}/{m['total']} | {m['high_quality']:.1%} | {m['reconstruction']:.3f} | {seconds:.0f} |", flush=True)
+
+
+def table_c(steps: int, evaluations: int) -> None:
+    names = ("JCAdv (likelihood-free)", "JCDen (likelihood-free)", "JCHybrid mix 0.5", "JCHybrid penalty 0.1 (mix 1)")
+    rows = [explaining_away_run(name, steps, evaluations) for name in names]
+    marks = [step for step, _ in rows[0]["curve"]]
+    print(f"\n### (c) hybrid: mean JS (nats) on explaining-away against optimizer steps, likelihood-free, seed 0\n")
+    print("| algorithm | " + " | ".join(f"{s}" for s in marks) + " | train s |")
+    print("|---|" + "---|" * (len(marks) + 1))
+    for row in rows:
+        print(f"| {row['name']} | " + " | ".join(f"{js.mean():.4f}" for _, js in row["curve"]) + f" | {row['seconds']:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=6000, help="optimizer steps for tables (a) and (c)")
+    parser.add_argument("--mixture-steps", type=int, default=3000, help="optimizer steps for table (b)")
+    parser.add_argument("--evaluations", type=int, default=4, help="JS evaluations along each run of table (c)")
+    parser.add_argument("--tables", default="abc", help="which tables to print, e.g. 'ab'")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if "a" in args.tables:
+        table_a(args.steps)
+    if "b" in args.tables:
+        table_b(args.mixture_steps)
+    if "c" in args.tables:
+        table_c(args.steps, args.evaluations)
+
+
+if __name__ == "__main__":
+    main()

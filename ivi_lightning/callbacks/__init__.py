@@ -1,4 +1,5 @@
-"""Callbacks: exact-posterior scoring and plots (more as data modules land)."""
+"""Callbacks: exact-posterior scoring and plots for the toys; image grids for MNIST and CelebA."""
+from ivi_lightning.callbacks.images import ImageCallback, LatentInterpolation, LatentScatter, ReconstructionGrid, SampleGrid
 from ivi_lightning.callbacks.toy import ExactPosteriorCallback
 
-__all__ = ["ExactPosteriorCallback"]
+__all__ = ["ExactPosteriorCallback", "ImageCallback", "LatentInterpolation", "LatentScatter", "ReconstructionGrid", "SampleGrid"]

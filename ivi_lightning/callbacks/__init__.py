@@ -3,3 +3,6 @@ from ivi_lightning.callbacks.images import ImageCallback, LatentInterpolation, L
 from ivi_lightning.callbacks.toy import ExactPosteriorCallback
 
 __all__ = ["ExactPosteriorCallback", "ImageCallback", "LatentInterpolation", "LatentScatter", "ReconstructionGrid", "SampleGrid"]
+from ivi_lightning.callbacks.ais import AISCallback  # noqa: E402
+
+__all__ += ["AISCallback"]

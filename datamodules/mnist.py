@@ -130,7 +130,11 @@ class _PixelBatches(_BatchedTensors):
         if self.mode == "fixed":
             return images.float(), labels
         x = images.float().div_(255.0)
-        return (torch.bernoulli(x) if self.mode == "dynamic" else x), labels
+        if self.mode == "dynamic":
+            # u < p with u ~ U[0, 1) is a Bernoulli(p) draw: ~2.7x faster than torch.bernoulli on CPU
+            # (benchmarks/data_path.py), the same distribution.
+            x = (torch.rand_like(x) < x).to(x.dtype)
+        return x, labels
 
 
 class MNISTDataModule(pl.LightningDataModule):

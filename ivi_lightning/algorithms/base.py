@@ -219,7 +219,35 @@ class ImplicitVI(pl.LightningModule):
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
         optimizer.step()
 
+    def logging_step(self) -> bool:
+        """Whether this training step's metrics are logged (see :meth:`log_metrics`).
+
+        True on the batches whose metrics the Trainer writes to its loggers (every
+        ``log_every_n_steps`` *batches*: in manual optimization ``global_step`` counts every
+        optimizer's steps, the Trainer's logging cadence counts batches), on the first batch (so
+        the progress bar and ``trainer.callback_metrics`` fill at once), under ``fast_dev_run``
+        and outside training.
+        """
+        trainer = self._trainer
+        if trainer is None or trainer.fast_dev_run or not trainer.training:
+            return True
+        return trainer._logger_connector.should_update_logs or trainer.fit_loop.epoch_loop._batches_that_stepped == 0
+
     def log_metrics(self, prefix: str, metrics: Dict[str, Tensor], **kwargs: Any) -> None:
+        """``log_dict`` of ``metrics`` as ``prefix/name``, on :meth:`logging_step` batches only.
+
+        Lightning's per-call logging machinery costs about as much as a small network's step, so
+        training metrics are handed over only on the batches the loggers write; in between,
+        ``trainer.callback_metrics`` and the progress bar keep the last logged values. Use
+        ``Trainer(log_every_n_steps=1)`` for every batch.
+
+        Args:
+            prefix: name prefix, e.g. ``"train"``.
+            metrics: name -> scalar tensor.
+            **kwargs: passed to ``log_dict`` (e.g. ``prog_bar=True``).
+        """
+        if not self.logging_step():
+            return
         self.log_dict({f"{prefix}/{k}": v.detach() for k, v in metrics.items()}, **kwargs)
 
     # --- evaluation --------------------------------------------------------------------------

@@ -1,0 +1,324 @@
+"""Overhead of the LightningModule + Trainer against the plain PyTorch loop a user would write.
+
+For each algorithm and profile, the *same* networks (taken from an instantiated algorithm), the
+same pure estimator functions, batch size and update schedule (``aux_steps`` auxiliary updates,
+then one encoder update) run
+
+* ``plain``: a hand-written loop over in-memory tensors indexed by a fresh random permutation
+  per epoch, ``zero_grad(set_to_none=True)`` / ``backward`` / ``step``, metrics read with
+  ``.item()`` every ``log_every_n_steps`` iterations (what a user prints or writes);
+* ``lean``: ``Trainer(logger=TensorBoardLogger, enable_progress_bar=False)`` with the data module;
+* ``defaults``: the same with the progress bar on (Lightning's default).
+
+Timings are iterations (one encoder update each) per second after warm-up, measured
+interleaved (plain, lean, defaults, plain, ...), one thread per side. Rates are per second of
+*process CPU time* (all threads of the process, so a logger's writer thread counts): on a
+machine shared with other jobs, wall time mostly measures the neighbours; ``--wall`` reports
+wall-clock rates instead. The ratio columns are medians over rounds of ours / plain.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py                 # toy and mnist, every algorithm
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --algorithms PCAdv --rounds 3
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from typing import Callable, Dict, List, Optional, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import Tensor
+
+from datamodules import MNISTDataModule, Toy2DDataModule
+from ivi_lightning import JCAdv, JCDen, PCAdv, PCDen, VAE
+from ivi_lightning.distributions import has_log_prob
+from ivi_lightning.estimators import (
+    denoiser_score,
+    denoising_loss,
+    input_gradient,
+    ratio_accuracy,
+    ratio_loss,
+    scaled_denoising_loss,
+    score_surrogate,
+)
+
+ALGORITHMS = {"VAE": VAE, "PCAdv": PCAdv, "PCDen": PCDen, "JCAdv": JCAdv, "JCDen": JCDen}
+LOG_EVERY = 50
+
+#: Per profile: model options per algorithm (as in ``configs/*/{explaining_away,mnist}.yaml``).
+TOY_OPTIONS = {
+    "VAE": {}, "PCAdv": {}, "PCDen": {},
+    "JCAdv": {"hidden": (64, 64)},
+    "JCDen": {"hidden": (64, 64), "model_score": "denoiser", "data_noise_std": 0.01},
+}
+MNIST_COMMON = dict(latent_dim=8, architecture="conv_small", hidden=(256,), noise_dim=8, lr=3e-4, aux_lr=3e-4)
+MNIST_OPTIONS = {
+    "VAE": {}, "PCAdv": {"aux_steps": 1}, "PCDen": {"aux_steps": 1}, "JCAdv": {"aux_steps": 1},
+    "JCDen": {"aux_steps": 1, "data_noise_std": 0.1},
+}
+
+
+def make_data(profile: str, data_dir: str) -> pl.LightningDataModule:
+    """The profile's data module, set up (MNIST falls back to random binary images if missing)."""
+    if profile == "toy":
+        dm = Toy2DDataModule("explaining_away", num_samples=20000, batch_size=256)
+    else:
+        dm = MNISTDataModule(data_dir=data_dir, batch_size=128)
+        try:
+            dm.setup("fit")
+        except FileNotFoundError:
+            print(f"# MNIST not found under {data_dir}: using random binary images of MNIST's shape", file=sys.stderr)
+            dm = _random_mnist(dm)
+    dm.setup("fit")
+    return dm
+
+
+def _random_mnist(dm: MNISTDataModule) -> MNISTDataModule:
+    """Fill ``dm`` with 55,000 random binary uint8 images (same shape and dtype path as MNIST)."""
+    from datamodules.mnist import _PixelBatches
+
+    generator = torch.Generator().manual_seed(0)
+    images = (torch.rand(55000, 1, 28, 28, generator=generator) * 255).to(torch.uint8)
+    labels = torch.randint(10, (55000,), generator=generator)
+    dm.train_set = _PixelBatches(images, labels, "dynamic")
+    dm.val_set = _PixelBatches(images[:1000], labels[:1000], "none")
+    return dm
+
+
+def make_model(name: str, profile: str, dm: pl.LightningDataModule) -> pl.LightningModule:
+    if profile == "toy":
+        return ALGORITHMS[name](latent_dim=2, data_shape=dm.data_shape, learn_model=False, prior=dm.prior, likelihood=dm.likelihood, **TOY_OPTIONS[name])
+    return ALGORITHMS[name](data_shape=dm.data_shape, **MNIST_COMMON, **MNIST_OPTIONS[name])
+
+
+# --- the hand-written loops ---------------------------------------------------------------------
+def plain_step_fn(model: pl.LightningModule) -> Tuple[Callable[[Tensor], Dict[str, Tensor]], List[torch.optim.Optimizer]]:
+    """``(step(x) -> metrics, optimizers)``: one iteration of ``model``'s update, in plain PyTorch.
+
+    Uses ``model``'s networks and the estimator functions directly; no Lightning call is made.
+    """
+    enc, prior, lik, h = model.encoder, model.prior, model.likelihood, model.hparams
+    opts = model.configure_optimizers()
+    opts = list(opts) if isinstance(opts, (tuple, list)) else [opts]
+
+    def update(opt: torch.optim.Optimizer, loss: Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    if isinstance(model, VAE):
+        def step(x: Tensor) -> Dict[str, Tensor]:
+            mean, std = enc.moments(x)
+            z = mean + std * torch.randn_like(std)
+            log_q = -0.5 * ((z - mean) / std).pow(2).sum(-1) - 0.5 * z.shape[-1] * 1.8378770664093453 - std.log().sum(-1)
+            elbo = (lik.log_prob(x, z) + prior.log_prob(z) - log_q).mean()
+            update(opts[0], -elbo)
+            return {"elbo": elbo, "loss_encoder": -elbo}
+    elif isinstance(model, PCAdv):
+        disc = model.discriminator
+        logit = lambda x, z: disc(x, z) - prior.log_prob(z)
+
+        def step(x: Tensor) -> Dict[str, Tensor]:
+            for _ in range(h.aux_steps):
+                with torch.no_grad():
+                    z_q = enc(x)
+                t_q, t_p = logit(x, z_q), logit(x, prior.sample(x.shape[0]))
+                loss_disc = ratio_loss(t_q, t_p)
+                update(opts[1], loss_disc)
+            z = enc(x)
+            elbo = (lik.log_prob(x, z) - logit(x, z)).mean()
+            update(opts[0], -elbo)
+            return {"loss_discriminator": loss_disc, "discriminator_accuracy": ratio_accuracy(t_q, t_p), "elbo": elbo, "loss_encoder": -elbo}
+    elif isinstance(model, PCDen):
+        den, sigma = model.denoiser, h.noise_std
+
+        def step(x: Tensor) -> Dict[str, Tensor]:
+            for _ in range(h.aux_steps):
+                with torch.no_grad():
+                    z = enc(x)
+                loss_den = denoising_loss(den(z + sigma * torch.randn_like(z), x), z)
+                update(opts[1], loss_den)
+            z = enc(x)
+            z = z + sigma * torch.randn_like(z)
+            log_joint = lik.log_prob(x, z) + prior.log_prob(z)
+            with torch.no_grad():
+                score = denoiser_score(den(z, x), z, sigma)
+            loss = (score_surrogate(z, score) - log_joint).mean()
+            update(opts[0], loss)
+            return {"loss_denoiser": loss_den, "denoiser_error": loss_den / (sigma**2 * model.latent_dim), "log_joint": log_joint.mean(), "loss_encoder": loss}
+    elif isinstance(model, JCAdv):
+        disc, learn = model.discriminator, h.learn_model
+
+        def step(x: Tensor) -> Dict[str, Tensor]:
+            for _ in range(h.aux_steps):
+                with torch.no_grad():
+                    z_q = enc(x)
+                    z_p = prior.sample(x.shape[0])
+                    x_p = lik.sample(z_p)
+                t_q, t_p = disc(x, z_q), disc(x_p, z_p)
+                loss_disc = ratio_loss(t_q, t_p)
+                update(opts[1], loss_disc)
+            z = enc(x)
+            loss_encoder = disc(x, z).mean()
+            loss_model = -(lik.log_prob(x, z.detach()) + prior.log_prob(z.detach())).mean() if learn else torch.zeros(())
+            update(opts[0], loss_encoder + loss_model)
+            return {"loss_discriminator": loss_disc, "discriminator_accuracy": ratio_accuracy(t_q, t_p), "kl_estimate": loss_encoder, "loss_encoder": loss_encoder, "loss_model": loss_model}
+    elif isinstance(model, JCDen):
+        den, model_den, sx, sz, learn = model.denoiser, model.model_denoiser, model.data_noise_std, model.noise_std, h.learn_model
+        use_model_den = not (has_log_prob(prior) and has_log_prob(lik)) if h.model_score == "auto" else h.model_score == "denoiser"
+
+        def jd_loss(net, x, z):
+            x_hat, z_hat = net(x + sx * torch.randn_like(x), z + sz * torch.randn_like(z))
+            return scaled_denoising_loss(x_hat, x, sx) + scaled_denoising_loss(z_hat, z, sz)
+
+        def step(x: Tensor) -> Dict[str, Tensor]:
+            for _ in range(h.aux_steps):
+                with torch.no_grad():
+                    z = enc(x)
+                    if use_model_den:
+                        z_p = prior.sample(x.shape[0])
+                        joint = (lik.sample(z_p), z_p)
+                loss_den = jd_loss(den, x, z)
+                if use_model_den:
+                    loss_den = loss_den + jd_loss(model_den, *joint)
+                update(opts[1], loss_den)
+            z = enc(x)
+            zd = z.detach()
+            with torch.no_grad():
+                score_q = denoiser_score(den(x, zd)[1], zd, sz)
+                score_p = denoiser_score(model_den(x, zd)[1], zd, sz) if use_model_den else None
+            if score_p is None:
+                score_p = input_gradient(lambda zz: lik.log_prob(x, zz) + prior.log_prob(zz), zd)
+            loss_encoder = score_surrogate(z, score_q - score_p).mean()
+            loss_model = -(lik.log_prob(x, zd) + prior.log_prob(zd)).mean() if learn else torch.zeros(())
+            update(opts[0], loss_encoder + loss_model)
+            return {"loss_denoiser": loss_den, "loss_encoder": loss_encoder, "loss_model": loss_model}
+    else:
+        raise ValueError(f"no plain loop for {type(model).__name__}")
+    return step, opts
+
+
+def batch_x(dm: pl.LightningDataModule, indices: Tensor) -> Tensor:
+    """A training batch gathered the way a hand-written loop would: tensor indexing in memory."""
+    out = dm.train_set[indices]
+    return out[0]
+
+
+def _clock() -> Tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _rates(iters: int, t0: Tuple[float, float], t1: Tuple[float, float]) -> Tuple[float, float]:
+    """``(wall, cpu)`` iterations per second between two :func:`_clock` readings."""
+    return iters / (t1[0] - t0[0]), iters / max(t1[1] - t0[1], 1e-9)
+
+
+def time_plain(model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int) -> Tuple[float, float]:
+    """``(wall, cpu)`` iterations per second of the plain loop, after ``warmup`` iterations."""
+    step, _ = plain_step_fn(model)
+    n, bs, logged = len(dm.train_set), dm.batch_size, []
+    done, t0 = 0, None
+    model.train()
+    while done < warmup + iters:
+        perm = torch.randperm(n)
+        for start in range(0, n - bs + 1, bs):
+            if done == warmup:
+                t0 = _clock()
+            metrics = step(batch_x(dm, perm[start : start + bs]))
+            done += 1
+            if done % LOG_EVERY == 0:
+                logged.append({k: v.item() for k, v in metrics.items()})
+            if done == warmup + iters:
+                break
+    return _rates(iters, t0, _clock())
+
+
+class _Timer(pl.Callback):
+    """Wall time from the start of batch ``warmup`` to the end of the last batch."""
+
+    def __init__(self, warmup: int, iters: int) -> None:
+        self.warmup, self.iters, self.t0, self.t1, self.count = warmup, iters, None, None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.count == self.warmup:
+            self.t0 = _clock()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.count += 1
+        if self.count == self.warmup + self.iters:
+            self.t1 = _clock()
+            trainer.should_stop = True
+
+
+def time_lightning(model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int, progress_bar: bool, root: str) -> Tuple[float, float]:
+    """``(wall, cpu)`` iterations per second of ``Trainer.fit`` (TensorBoard logger), after ``warmup`` iterations."""
+    timer = _Timer(warmup, iters)
+    trainer = pl.Trainer(
+        max_epochs=-1, accelerator="cpu", devices=1, logger=TensorBoardLogger(root, name="overhead"),
+        enable_checkpointing=False, enable_progress_bar=progress_bar, enable_model_summary=False,
+        limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=LOG_EVERY, callbacks=[timer], default_root_dir=root,
+    )
+    sink = io.StringIO()
+    # The progress bar is drawn (its cost counts) but not shown.
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        trainer.fit(model, dm)
+    return _rates(iters, timer.t0, timer.t1)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", nargs="+", default=["toy", "mnist"], choices=["toy", "mnist"])
+    parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per variant")
+    parser.add_argument("--seconds", type=float, default=1.0, help="rough timed seconds per measurement")
+    parser.add_argument("--data_dir", default=os.environ.get("MNIST_DIR", "/work/shared/data" if os.path.isdir("/work/shared/data") else "data"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--wall", action="store_true", help="report wall-clock rates instead of CPU-time rates")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"lightning {pl.__version__}, threads {torch.get_num_threads()}, log_every_n_steps {LOG_EVERY}, "
+          f"rates per {'wall' if args.wall else 'CPU'} second")
+    print("| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |")
+    print("|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as root:
+        for profile in args.profiles:
+            dm = make_data(profile, args.data_dir)
+            for name in args.algorithms:
+                torch.manual_seed(0)
+                model = make_model(name, profile, dm)
+                # Calibrate: iterations that take about `seconds` on the plain loop.
+                rate = time_plain(model, dm, warmup=3, iters=5)[1]
+                iters, warmup = max(10, int(args.seconds * rate)), max(5, int(0.2 * args.seconds * rate))
+                rates: Dict[str, List[float]] = {"plain": [], "lean": [], "defaults": []}
+                pick = 0 if args.wall else 1
+                for _ in range(args.rounds):
+                    rates["plain"].append(time_plain(model, dm, warmup, iters)[pick])
+                    rates["lean"].append(time_lightning(model, dm, warmup, iters, False, root)[pick])
+                    rates["defaults"].append(time_lightning(model, dm, warmup, iters, True, root)[pick])
+                ratio = lambda k: statistics.median(a / b for a, b in zip(rates[k], rates["plain"]))
+                med = {k: statistics.median(v) for k, v in rates.items()}
+                print(f"| {profile} | {name} | {med['plain']:.1f} | {med['lean']:.1f} | {med['defaults']:.1f} | "
+                      f"{ratio('lean'):.3f} | {ratio('defaults'):.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

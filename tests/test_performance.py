@@ -1,0 +1,89 @@
+"""The performance options: logging cadence, CompileNetworks, fast dynamic binarisation (no timings)."""
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from datamodules import Toy2DDataModule
+from datamodules.mnist import _PixelBatches
+from ivi_lightning import PCAdv, VAE
+from ivi_lightning.callbacks.compile import CompileNetworks, compile_targets
+
+
+class _RecordLogging(pl.Callback):
+    """Which batches the algorithm logs its training metrics on."""
+
+    def __init__(self) -> None:
+        self.logged = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.logged.append(getattr(pl_module, "_logged_this_batch", None))
+
+
+class _Spy(PCAdv):
+    """PCAdv that records whether each training step handed its metrics to ``log_dict``."""
+
+    def training_step(self, batch, batch_idx):
+        self._logged_this_batch = False
+        super().training_step(batch, batch_idx)
+
+    def log_dict(self, *args, **kwargs):
+        self._logged_this_batch = True
+        return super().log_dict(*args, **kwargs)
+
+
+def _fit(tmp_path, log_every_n_steps, batches, model=None, **kwargs):
+    dm = Toy2DDataModule("explaining_away", num_samples=512, batch_size=32)
+    model = model or _Spy(latent_dim=2, data_shape=1, learn_model=False, hidden=(8,), aux_steps=1)
+    record = _RecordLogging()
+    trainer = pl.Trainer(
+        max_steps=2 * batches, log_every_n_steps=log_every_n_steps, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path,
+        callbacks=[record, *kwargs.pop("callbacks", [])], **kwargs,
+    )
+    trainer.fit(model, dm)
+    return trainer, record.logged, model
+
+
+def test_metrics_are_logged_on_the_first_batch_and_on_the_trainers_logging_batches(tmp_path):
+    # aux_steps=1: two optimizer steps per batch, so global_step runs twice as fast as the batches;
+    # the cadence follows the batches, like the Trainer's own logging.
+    trainer, logged, _ = _fit(tmp_path, log_every_n_steps=5, batches=12)
+    assert [i for i, flag in enumerate(logged) if flag] == [0, 4, 9]
+    assert {"train/loss_discriminator", "train/elbo", "train/loss_encoder"} <= set(trainer.callback_metrics)
+
+
+def test_log_every_n_steps_1_logs_every_batch(tmp_path):
+    _, logged, _ = _fit(tmp_path, log_every_n_steps=1, batches=4)
+    assert logged == [True] * 4
+
+
+def test_logging_step_outside_a_trainer_is_true():
+    assert PCAdv(latent_dim=2, data_shape=1, hidden=(8,)).logging_step()
+
+
+def test_compile_targets_cover_every_network():
+    vae = VAE(latent_dim=2, data_shape=4, hidden=(8,))
+    targets = compile_targets(vae)
+    # The Gaussian encoder is called through moments(): its network is compiled, as is the decoder.
+    assert vae.encoder.net in targets and vae.likelihood.decoder in targets and vae.encoder not in targets
+    pc = PCAdv(latent_dim=2, data_shape=4, hidden=(8,))
+    assert {id(m) for m in compile_targets(pc)} == {id(pc.encoder), id(pc.discriminator), id(pc.likelihood.decoder)}
+
+
+def test_compile_networks_trains_and_keeps_parameter_names(tmp_path):
+    # backend="eager": dynamo traces the networks but generates no code, so the test stays cheap.
+    model = VAE(latent_dim=2, data_shape=1, learn_model=False, hidden=(8,))
+    names = set(model.state_dict())
+    callback = CompileNetworks(backend="eager")
+    _fit(tmp_path, log_every_n_steps=1, batches=2, model=model, callbacks=[callback])
+    assert callback.compiled and set(model.state_dict()) == names
+
+
+def test_dynamic_binarisation_is_bernoulli_of_the_grey_levels():
+    torch.manual_seed(0)
+    images = torch.full((64, 1, 28, 28), 64, dtype=torch.uint8)
+    images[:32] = 255
+    x, _ = _PixelBatches(images, torch.zeros(64, dtype=torch.long), "dynamic")[torch.arange(64)]
+    assert set(x.unique().tolist()) <= {0.0, 1.0} and x.dtype == torch.float32
+    assert bool((x[:32] == 1).all())  # grey level 255: always on
+    assert abs(float(x[32:].mean()) - 64 / 255) < 0.01

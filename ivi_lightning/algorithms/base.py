@@ -248,7 +248,12 @@ class ImplicitVI(pl.LightningModule):
         """
         if not self.logging_step():
             return
-        self.log_dict({f"{prefix}/{k}": v.detach() for k, v in metrics.items()}, **kwargs)
+        values = {f"{prefix}/{k}": v.detach() for k, v in metrics.items()}
+        if values and not kwargs.get("sync_dist", False):
+            # One device-to-host copy per logged batch: Lightning turns progress-bar metrics into
+            # Python numbers on *every* batch, which on a GPU would otherwise synchronise each time.
+            values = dict(zip(values, torch.stack([v.float() for v in values.values()]).cpu().unbind()))
+        self.log_dict(values, **kwargs)
 
     # --- evaluation --------------------------------------------------------------------------
     def elbo_estimate(self, x: Tensor) -> Optional[Tensor]:

@@ -3,8 +3,9 @@
 (a) JS divergence to the exact posterior on explaining-away at its fixed observations:
     likelihood-free JCAdv and JCDen (the likelihood wrapped as a sample-only simulator)
     next to PCAdv and a Gaussian VAE (both given the densities).
-(b) Learning 2-D mixtures (ring: 8, grid: 25): JCAdvRMD (implicit prior and likelihood) and
-    JCAdv with the ALI loss (N(0, I) prior, implicit likelihood). ALI-paper metrics on 10,000
+(b) Learning 2-D mixtures (ring: 8, grid: 25) with the shipped config settings: JCAdvRMD and
+    JCAdv with the ALI loss, both an N(0, I) prior and an implicit likelihood; JCAdvRMD K=0
+    (no unroll, so no model gradient) is the ablation showing that RMD does the work. ALI-paper metrics on 10,000
     model samples: modes covered (at least ``MIN_MODE_SAMPLES`` samples within 3 std of the
     mode) and the share of samples within 3 std of their nearest mode; plus reconstruction
     error ``E‖x − x̂‖²``, ``x̂ ~ p(x|z)``, ``z ~ q(z|x)`` on held-out data.
@@ -13,7 +14,7 @@
 
 Every run: seed 0, CPU, one thread; ``--steps`` counts optimizer steps of all optimizers.
 
-    OMP_NUM_THREADS=1 python benchmarks/jc_tables.py --steps 6000 --mixture-steps 3000
+    OMP_NUM_THREADS=1 python benchmarks/jc_tables.py --steps 6000 --mixture-steps 6000
 """
 from __future__ import annotations
 
@@ -137,23 +138,47 @@ def mixture_metrics(model, data, dataset: str) -> Dict[str, float]:
     }
 
 
-def table_b(steps: int) -> None:
-    print(f"\n### (b) mixtures: {steps} optimizer steps, seed 0; modes covered = ≥{MIN_MODE_SAMPLES} of 10,000 samples within 3 std\n")
+# The shipped settings (configs/jc_adv/{ring,grid}_ali.yaml, configs/jc_adv_rmd/{ring,grid}.yaml):
+# 256-unit MLPs, one discriminator step per model step, batch 256, Adam lr 1e-3, betas (0.5, 0.999).
+MIXTURE_COMMON = dict(latent_dim=2, data_shape=2, hidden=(256, 256), aux_steps=1)
+
+
+def mixture_model(name: str) -> ivi.ImplicitVI:
+    """The model of one row of table (b): ``JCAdv loss=ali``, or ``JCAdvRMD K=<k>`` (pure KL form, the
+    class defaults: N(0, I) prior, 256-unit implicit likelihood with 4 noise inputs)."""
+    if name == "JCAdv loss=ali":
+        return ivi.JCAdv(**MIXTURE_COMMON, loss="ali", likelihood=ivi.ImplicitLikelihood(2, 2, 4, (256, 256)))
+    return ivi.JCAdvRMD(**MIXTURE_COMMON, unroll_steps=int(name.removeprefix("JCAdvRMD K=")))
+
+
+# K=0 is the ablation: the current discriminator plugged in gives the model no gradient.
+MIXTURE_ROWS = (
+    ("ring", "JCAdv loss=ali"),
+    ("ring", "JCAdvRMD K=0"),
+    ("ring", "JCAdvRMD K=1"),
+    ("grid", "JCAdv loss=ali"),
+    ("grid", "JCAdvRMD K=1"),
+)
+
+
+def table_b(steps: int, rows=MIXTURE_ROWS) -> None:
+    """Print table (b) for ``rows``, pairs ``(dataset, name)`` (see :func:`mixture_model`).
+
+    Args:
+        steps: optimizer steps of each run (all optimizers; two per model update here).
+        rows: which rows to run.
+    """
+    print(f"\n### (b) mixtures: {steps} optimizer steps ({steps // 2} model updates), seed 0; modes covered = ≥{MIN_MODE_SAMPLES} of 10,000 samples within 3 std\n")
     print("| data | algorithm | modes covered | high-quality samples | reconstruction ‖x − x̂‖² | train s |")
     print("|---|---|---|---|---|---|")
-    for dataset in ("ring", "grid"):
-        for name in ("JCAdvRMD (K=2)", "JCAdv loss=ali"):
-            pl.seed_everything(0)
-            data = Toy2DDataModule(dataset, num_samples=20000, batch_size=256)
-            data.setup()
-            common = dict(latent_dim=2, data_shape=2, hidden=(128, 128))
-            if name.startswith("JCAdvRMD"):
-                model = ivi.JCAdvRMD(**common, unroll_steps=2, model_hidden=(128, 128))
-            else:
-                model = ivi.JCAdv(**common, loss="ali", likelihood=ivi.ImplicitLikelihood(2, 2, 4, (128, 128)))
-            seconds = _fit(model, data, steps)
-            m = mixture_metrics(model.eval(), data, dataset)
-            print(f"| {dataset} | {name} | {m['modes']}/{m['total']} | {m['high_quality']:.1%} | {m['reconstruction']:.3f} | {seconds:.0f} |", flush=True)
+    for dataset, name in rows:
+        pl.seed_everything(0)
+        data = Toy2DDataModule(dataset, num_samples=20000, batch_size=256)
+        data.setup()
+        model = mixture_model(name)
+        seconds = _fit(model, data, steps)
+        m = mixture_metrics(model.eval(), data, dataset)
+        print(f"| {dataset} | {name} | {m['modes']}/{m['total']} | {m['high_quality']:.1%} | {m['reconstruction']:.3f} | {seconds:.0f} |", flush=True)
 
 
 def table_c(steps: int, evaluations: int) -> None:
@@ -170,7 +195,8 @@ def table_c(steps: int, evaluations: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=6000, help="optimizer steps for tables (a) and (c)")
-    parser.add_argument("--mixture-steps", type=int, default=3000, help="optimizer steps for table (b)")
+    parser.add_argument("--mixture-steps", type=int, default=6000, help="optimizer steps for table (b)")
+    parser.add_argument("--mixture-rows", default=None, help="comma-separated indices into MIXTURE_ROWS for table (b), e.g. '0,2'")
     parser.add_argument("--evaluations", type=int, default=4, help="JS evaluations along each run of table (c)")
     parser.add_argument("--tables", default="abc", help="which tables to print, e.g. 'ab'")
     args = parser.parse_args()
@@ -178,7 +204,8 @@ def main() -> None:
     if "a" in args.tables:
         table_a(args.steps)
     if "b" in args.tables:
-        table_b(args.mixture_steps)
+        rows = MIXTURE_ROWS if args.mixture_rows is None else [MIXTURE_ROWS[int(i)] for i in args.mixture_rows.split(",")]
+        table_b(args.mixture_steps, rows)
     if "c" in args.tables:
         table_c(args.steps, args.evaluations)
 

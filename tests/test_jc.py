@@ -69,7 +69,7 @@ def test_bad_inputs_get_clear_errors():
     with pytest.raises(ValueError, match="loss must be"):
         ivi.JCAdv(latent_dim=2, data_shape=2, loss="wgan")
     with pytest.raises(ValueError, match="unroll_steps"):
-        ivi.JCAdvRMD(latent_dim=2, data_shape=2, unroll_steps=0)
+        ivi.JCAdvRMD(latent_dim=2, data_shape=2, unroll_steps=-1)
     with pytest.raises(ValueError, match="noise levels must be positive"):
         ivi.JCDen(latent_dim=2, data_shape=2, data_noise_std=0.0)
     with pytest.raises(ValueError, match="JCAdvRMD"):
@@ -172,3 +172,16 @@ def test_likelihood_free_jcadv_beats_gaussian_vae(vae_js):
 def test_likelihood_free_jcden_beats_gaussian_vae(vae_js):
     js = _js_after_training(ivi.JCDen, STEPS, prior=ivi.NormalPrior(2, 2.0), likelihood=Simulator(), data_noise_std=0.01)
     assert js < vae_js, f"JCDen JS {js:.4f} vs VAE {vae_js:.4f}"
+
+
+def test_rmd_needs_the_unroll_for_a_model_gradient():
+    # K = 0 plugs in the current discriminator: E_q[T_φ] does not depend on θ; K = 1 does.
+    torch.manual_seed(0)
+    x_q, z_q = torch.randn(8, 2), torch.randn(8, 2)
+    for steps, reaches in ((0, False), (1, True)):
+        model = ivi.JCAdvRMD(latent_dim=2, data_shape=2, hidden=(4,), model_hidden=(4,), unroll_steps=steps)
+        loss = model.unrolled_model_loss(x_q, z_q)
+        grads = torch.autograd.grad(loss, list(model.likelihood.parameters()), allow_unused=True) if loss.requires_grad else [None]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads) == reaches, f"K={steps}"
+    with pytest.raises(ValueError, match="model_gan_weight"):
+        ivi.JCAdvRMD(latent_dim=2, data_shape=2, model_gan_weight=-1.0)

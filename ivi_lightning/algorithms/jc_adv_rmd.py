@@ -10,7 +10,7 @@ from torch.func import functional_call
 
 from ivi_lightning.algorithms.jc_adv import JCAdv
 from ivi_lightning.distributions import ImplicitLikelihood, ImplicitPrior
-from ivi_lightning.estimators import ratio_loss, unrolled_sgd_steps
+from ivi_lightning.estimators import gan_generator_loss, ratio_loss, unrolled_sgd_steps
 
 
 class JCAdvRMD(JCAdv):
@@ -22,36 +22,57 @@ class JCAdvRMD(JCAdv):
     keeping the graph, and ``θ`` descends ``E_q[T_{φ_K(θ)}(x, z)]`` (``T ≈ log q − log p_θ``, so
     this is ``KL[q ‖ p_θ]``); the encoder descends ``E[T_φ(x, g(x, ε))]`` as in JC-Adv.
 
+    ``unroll_steps=0`` is the ablation "plug in the current discriminator": ``E_q[T_φ]`` does not
+    depend on ``θ``, so the KL term gives the model no gradient at all — which is why RMD is
+    needed. With ``K ≥ 1`` the hypergradient is, to first order in ``unroll_lr``,
+    ``−unroll_lr · ∇_θ E_p[σ(T(x'))·⟨∇_φ E_q[T], ∇_φ T(x')⟩]``: model samples are pulled towards
+    the data through the discriminator's tangent kernel, weighted by ``σ(T)`` — so, like a
+    minimax GAN, it fades where the discriminator confidently rejects the model's samples.
+
+    ``model_gan_weight > 0`` (off by default) adds ALI's non-saturating generator loss
+    ``w · E_p[−log σ(T_φ(x', z'))]`` on fresh model joints to the model's loss, a documented
+    departure from the pure KL form for when the RMD signal alone fades.
+
     Args:
         unroll_steps: ``K``, the discriminator steps differentiated through (second order, so
-            the cost grows with ``K``: keep it small).
+            the cost grows with ``K``: keep it small); ``0`` gives the model no KL gradient (ablation).
         unroll_lr: SGD step size of the unrolled steps (the hypergradient scales with it; the
             model's Adam step normalises that scale).
-        model_noise_dim: noise size of the default implicit prior and likelihood.
-        model_hidden: hidden sizes of the default implicit prior and likelihood.
+        model_gan_weight: weight ``w`` of the ALI generator loss added to the model's loss
+            (``0``: pure RMD on the KL form).
+        model_noise_dim: noise size of the default implicit likelihood (and prior).
+        model_hidden: hidden sizes of the default implicit likelihood (and prior).
+        learn_prior: with no ``prior`` given, learn an :class:`ImplicitPrior` too; the default
+            (``False``) is ALI's fixed ``N(0, I)`` prior, with which the default likelihood learns
+            the 2-D mixtures — with a learned implicit prior as well it did not (README).
         **kwargs: see :class:`JCAdv` (the loss is always ``"kl"``) and
             :class:`~ivi_lightning.algorithms.base.ImplicitVI`. Parts not given default, with
-            ``learn_model=True``, to an :class:`ImplicitPrior` and an :class:`ImplicitLikelihood`.
+            ``learn_model=True``, to an :class:`ImplicitLikelihood` (and an :class:`ImplicitPrior`
+            with ``learn_prior=True``).
     """
 
     def __init__(
         self,
-        unroll_steps: int = 2,
+        unroll_steps: int = 1,
         unroll_lr: float = 0.1,
         model_noise_dim: int = 4,
-        model_hidden: tuple = (64, 64),
+        model_hidden: tuple = (256, 256),
+        learn_prior: bool = False,
+        model_gan_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if "loss" in kwargs:
             raise ValueError("JCAdvRMD trains on the KL form only; for ALI/BiGAN use JCAdv(loss='ali' or 'bigan')")
-        if int(unroll_steps) <= 0:
-            raise ValueError(f"unroll_steps must be a positive number of discriminator steps, got {unroll_steps}")
+        if int(unroll_steps) < 0:
+            raise ValueError(f"unroll_steps must be a non-negative number of discriminator steps, got {unroll_steps}")
+        if model_gan_weight < 0:
+            raise ValueError(f"model_gan_weight must be non-negative, got {model_gan_weight}")
         if unroll_lr <= 0:
             raise ValueError(f"unroll_lr must be positive, got {unroll_lr}")
         if kwargs.get("learn_model", True):
             # Defaults are implicit generators: the point of RMD is a model with no density.
             latent_dim, data_shape = kwargs.get("latent_dim"), kwargs.get("data_shape")
-            if kwargs.get("prior") is None and latent_dim is not None:
+            if kwargs.get("prior") is None and latent_dim is not None and learn_prior:
                 kwargs["prior"] = ImplicitPrior(latent_dim, model_noise_dim, model_hidden)
             if kwargs.get("likelihood") is None and latent_dim is not None and data_shape is not None:
                 kwargs["likelihood"] = ImplicitLikelihood(latent_dim, data_shape, model_noise_dim, model_hidden)
@@ -75,6 +96,8 @@ class JCAdvRMD(JCAdv):
             return ratio_loss(logit(params, x_q, z_q), logit(params, x_p, z_p))
 
         start = dict(self.discriminator.named_parameters())
+        if self.hparams.unroll_steps == 0:  # the ablation: constants, so no gradient reaches θ (or φ)
+            return logit({name: value.detach() for name, value in start.items()}, x_q, z_q).mean()
         params = unrolled_sgd_steps(inner_loss, start, self.hparams.unroll_steps, self.hparams.unroll_lr)
         return logit(params, x_q, z_q).mean()
 
@@ -85,7 +108,12 @@ class JCAdvRMD(JCAdv):
 
         with torch.no_grad():
             z_fixed = self.encoder(x)
-        loss_model = self.unrolled_model_loss(x, z_fixed) if self.hparams.learn_model else torch.zeros((), device=x.device)
+        zero = torch.zeros((), device=x.device)
+        loss_model = self.unrolled_model_loss(x, z_fixed) if self.hparams.learn_model else zero
+        if self.hparams.learn_model and self.hparams.model_gan_weight > 0:
+            loss_gan = gan_generator_loss(self.discriminator(*self.sample_model(x.shape[0])))
+            metrics["loss_model_gan"] = loss_gan
+            loss_model = loss_model + self.hparams.model_gan_weight * loss_gan
         loss_encoder = self.discriminator(x, self.encoder(x)).mean()  # E_q[T] ≈ KL[q ‖ p], as in JC-Adv
         self.optimize(opt_vi, loss_encoder + loss_model)
         self.log_metrics("train", {**metrics, "loss_encoder": loss_encoder, "kl_estimate": loss_encoder, "loss_model": loss_model}, prog_bar=True)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Optional, Tuple
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
+from ivi_lightning.data import ResumableBatchSampler, ResumableLoader
 from ivi_lightning.distributions import Likelihood, NormalPrior, Prior, StandardNormalPrior
 
 
@@ -118,9 +120,11 @@ class Toy2DDataModule(pl.LightningDataModule):
             self.val_set = _BatchedTensors(self.generate(max(self.num_samples // 4, self.batch_size), generator))
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
-        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-        # batch_size=None: the sampler yields whole index lists and the dataset gathers them at once.
-        return DataLoader(dataset, sampler=BatchSampler(sampler, self.batch_size, drop_last=shuffle), batch_size=None)
+        # The sampler yields whole index lists and the dataset gathers them at once. Its order is
+        # seeded (the same on every rank, split between them) and resumes mid-epoch from a checkpoint.
+        seed = self.seed + int(os.environ.get("PL_GLOBAL_SEED", 0))  # seed_everything's seed, as Lightning's samplers
+        sampler = ResumableBatchSampler(len(dataset), self.batch_size, shuffle=shuffle, drop_last=shuffle, seed=seed)
+        return ResumableLoader(dataset, sampler)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -2,8 +2,13 @@
 module, input checks, posterior sampling, the optimizer step and logging."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+import io
+import os
+import random
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
@@ -18,9 +23,16 @@ from ivi_lightning.distributions import (
     as_shape,
     has_log_prob,
 )
+from ivi_lightning.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 from ivi_lightning.nets.factory import build_network
 
 PART_NAMES = ("prior", "likelihood", "encoder", "discriminator", "denoiser")
+NONFINITE_ACTIONS = ("raise", "skip")
+RANK_SEED_STRIDE = 1_000_003  # rank r's noise stream is seeded with seed + RANK_SEED_STRIDE * r
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss or gradient became NaN/inf: raised by :meth:`ImplicitVI.optimize` with ``on_nonfinite="raise"``."""
 
 
 class ImplicitVI(pl.LightningModule):
@@ -50,7 +62,11 @@ class ImplicitVI(pl.LightningModule):
         aux_lr: learning rate of the auxiliary network (discriminator or denoiser).
         aux_steps: auxiliary updates per encoder update.
         betas: Adam betas of every optimizer.
-        grad_clip: clip every network's gradient norm to this value (``None``: no clipping).
+        grad_clip: clip every network's gradient norm to this value (``None``: no clipping). Applied
+            just before each optimizer step, after mixed precision has unscaled the gradients.
+        on_nonfinite: what a NaN/inf loss or gradient does: ``"raise"`` stops training with an
+            error naming the network and step (the last checkpoint, written atomically, is kept);
+            ``"skip"`` drops that update and counts it (``train/nonfinite_skips``).
     """
 
     needs_prior_density = False
@@ -75,10 +91,18 @@ class ImplicitVI(pl.LightningModule):
         aux_steps: int = 1,
         betas: Tuple[float, float] = (0.5, 0.999),
         grad_clip: Optional[float] = None,
+        on_nonfinite: str = "raise",
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=list(PART_NAMES))
+        if on_nonfinite not in NONFINITE_ACTIONS:
+            raise ValueError(f"on_nonfinite must be one of {', '.join(NONFINITE_ACTIONS)}, got {on_nonfinite!r}")
+        if grad_clip is not None and grad_clip <= 0:
+            raise ValueError(f"grad_clip must be positive (or None for no clipping), got {grad_clip}")
+        self.nonfinite_skips = 0
+        self._rng_to_restore: Optional[List[Dict[str, Any]]] = None
+        self._optimizer_names: Dict[int, str] = {}
         if int(latent_dim) <= 0:
             raise ValueError(f"latent_dim must be positive, got {latent_dim}")
         for name, value in (("lr", lr), ("aux_lr", aux_lr), ("aux_steps", aux_steps)):
@@ -125,6 +149,7 @@ class ImplicitVI(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         self._check_strategy()
+        self._install_atomic_checkpoints()
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "data_shape"):
             data_shape = as_shape(datamodule.data_shape)
@@ -157,11 +182,77 @@ class ImplicitVI(pl.LightningModule):
                 "fails; use strategy='ddp_find_unused_parameters_true' (or DDPStrategy(find_unused_parameters=True))"
             )
 
+    def _install_atomic_checkpoints(self) -> None:
+        """Swap Lightning's default checkpoint writer for :class:`AtomicCheckpointIO` (no half-written files)."""
+        from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        if strategy is not None and type(strategy.checkpoint_io) is TorchCheckpointIO:
+            strategy.checkpoint_io = AtomicCheckpointIO()
+
     def on_train_start(self) -> None:
+        """Give each rank its own noise stream, or put back the streams saved in the checkpoint."""
+        states, self._rng_to_restore = self._rng_to_restore, None
+        world, rank = self.trainer.world_size, self.global_rank
+        if states and self.trainer.ckpt_path is not None:
+            if len(states) == world:
+                _set_rng_state(states[rank])
+                return
+            warnings.warn(
+                f"the checkpoint holds the random streams of {len(states)} processes but this run has {world}: "
+                "continuing from rank 0's stream offset by rank (the noise will differ from an uninterrupted run)"
+            )
+            _set_rng_state(states[0])
+            if world > 1:
+                torch.manual_seed(int(torch.randint(2**62, ())) + RANK_SEED_STRIDE * rank)
+            return
         # seed_everything gives every rank the same random stream; offset it by rank so each
         # process draws its own encoder noise, prior samples and corruption, reproducibly.
-        if self.trainer.world_size > 1:
-            torch.manual_seed(torch.initial_seed() + 1_000_003 * self.global_rank)
+        if world > 1:
+            torch.manual_seed(torch.initial_seed() + RANK_SEED_STRIDE * rank)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """Record the algorithm, every rank's random streams and the skipped-update count.
+
+        Lightning already stores every network (``state_dict``), optimizer, scheduler and the
+        loops' progress (with the data loader's position for resumable loaders). Under DDP the
+        streams are gathered from all ranks (Lightning builds the checkpoint on every rank).
+        """
+        state = _rng_state()
+        states = [state]
+        if self._trainer is not None and self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            states = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(states, state)
+        checkpoint["ivi_algorithm"] = type(self).__name__
+        checkpoint["ivi_rng"] = states
+        checkpoint["ivi_nonfinite_skips"] = self.nonfinite_skips
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        """Refuse another algorithm's checkpoint; keep the random streams for :meth:`on_train_start`."""
+        _check_algorithm(checkpoint, type(self))
+        self._rng_to_restore = checkpoint.get("ivi_rng")
+        self.nonfinite_skips = int(checkpoint.get("ivi_nonfinite_skips", 0))
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> "ImplicitVI":
+        """Lightning's ``load_from_checkpoint``, with clear errors for a missing or corrupted file
+        and for a checkpoint written by another algorithm.
+
+        Args:
+            checkpoint_path: path (or file object) of the checkpoint.
+            *args: passed to ``LightningModule.load_from_checkpoint``.
+            **kwargs: passed to ``LightningModule.load_from_checkpoint``.
+        """
+        if isinstance(checkpoint_path, (str, os.PathLike)) and os.path.exists(checkpoint_path):
+            with open(checkpoint_path, "rb") as f:
+                data = io.BytesIO(f.read())
+            _check_algorithm(read_checkpoint(data, weights_only=False, name=checkpoint_path), cls)
+            data.seek(0)
+            checkpoint_path = data
+        elif isinstance(checkpoint_path, (str, os.PathLike)):
+            read_checkpoint(checkpoint_path)  # raises the clear "does not exist" error
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def model_parameters(self) -> list:
         """Parameters of the prior and likelihood when the model is learned, else none."""
@@ -211,13 +302,63 @@ class ImplicitVI(pl.LightningModule):
         return self.likelihood.sample(z), z
 
     # --- optimisation ------------------------------------------------------------------------
-    def optimize(self, optimizer: Any, loss: Tensor) -> None:
-        """One manual step of ``optimizer`` on ``loss``, clipping after the backward (and unscaling)."""
+    def optimize(self, optimizer: Any, loss: Tensor, name: Optional[str] = None) -> bool:
+        """One manual step of ``optimizer`` on ``loss``; ``False`` when a non-finite update was skipped.
+
+        A NaN/inf loss or gradient (after DDP's averaging, and agreed between ranks) stops training
+        with :class:`NonFiniteLossError` naming the network and the global step, or, with
+        ``on_nonfinite="skip"``, drops this update. Gradient clipping happens in
+        :meth:`on_before_optimizer_step`, after mixed precision has unscaled the gradients.
+
+        Args:
+            optimizer: the (Lightning-wrapped) optimizer to step.
+            loss: scalar loss to descend.
+            name: the network(s) it trains, for messages (default: found from the optimizer's parameters).
+        """
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
+        if not self._update_is_finite(optimizer, loss):
+            optimizer.zero_grad(set_to_none=True)
+            what = name or self.optimizer_name(optimizer)
+            if self.hparams.on_nonfinite == "raise":
+                raise NonFiniteLossError(
+                    f"{type(self).__name__}: the {what} update at global step {self.global_step} has a non-finite loss or "
+                    f"gradient (loss={loss.detach().float().item()}); training stopped before applying it, and the last "
+                    "checkpoint is intact. Fix: lower lr/aux_lr, set grad_clip, or pass on_nonfinite='skip' to drop such updates"
+                )
+            self.nonfinite_skips += 1
+            self.log("train/nonfinite_skips", float(self.nonfinite_skips), reduce_fx="max")
+            return False
+        optimizer.step()
+        return True
+
+    def _update_is_finite(self, optimizer: Any, loss: Tensor) -> bool:
+        """Whether the loss and this optimizer's gradients are finite, on every rank."""
+        finite = torch.isfinite(loss.detach()).all()
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
+        if scaler is None:  # with a GradScaler, inf gradients are expected: the scaler skips those steps
+            raw = getattr(optimizer, "optimizer", optimizer)
+            grads = [p.grad for group in raw.param_groups for p in group["params"] if p.grad is not None]
+            if grads:
+                finite = finite & torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        finite = bool(finite)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            finite = bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
+        return finite
+
+    def optimizer_name(self, optimizer: Any) -> str:
+        """The networks an optimizer trains, e.g. ``"discriminator"`` or ``"encoder+likelihood"``."""
+        raw = getattr(optimizer, "optimizer", optimizer)
+        if id(raw) not in self._optimizer_names:
+            params = {id(p) for group in raw.param_groups for p in group["params"]}
+            names = [n for n, m in self.named_children() if any(id(p) in params for p in m.parameters())]
+            self._optimizer_names[id(raw)] = "+".join(names) or "unnamed"
+        return self._optimizer_names[id(raw)]
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Clip the gradient norm to ``grad_clip``: called inside the step, after AMP's unscaling."""
         if self.hparams.grad_clip is not None:
             self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
-        optimizer.step()
 
     def logging_step(self) -> bool:
         """Whether this training step's metrics are logged (see :meth:`log_metrics`).
@@ -248,6 +389,8 @@ class ImplicitVI(pl.LightningModule):
         """
         if not self.logging_step():
             return
+        # Averaged over ranks under DDP (each rank sees its own data and noise).
+        kwargs.setdefault("sync_dist", self._trainer is not None and self.trainer.world_size > 1)
         values = {f"{prefix}/{k}": v.detach() for k, v in metrics.items()}
         if values and not kwargs.get("sync_dist", False):
             # One device-to-host copy per logged batch: Lightning turns progress-bar metrics into
@@ -265,3 +408,38 @@ class ImplicitVI(pl.LightningModule):
         elbo = self.elbo_estimate(x)
         if elbo is not None:
             self.log("val/elbo", elbo.mean(), sync_dist=True, prog_bar=True)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def _check_algorithm(checkpoint: Dict[str, Any], cls: type) -> None:
+    """Raise :class:`CheckpointError` if ``checkpoint`` was written by an algorithm other than ``cls``."""
+    saved = checkpoint.get("ivi_algorithm")
+    if saved is not None and cls is not ImplicitVI and saved != cls.__name__:
+        raise CheckpointError(
+            f"this checkpoint was written by {saved}, not {cls.__name__}: load it with {saved}.load_from_checkpoint(...) "
+            f"or, in the CLI, pass --model {saved} (its config) together with this --ckpt_path"
+        )
+
+
+def _rng_state() -> Dict[str, Any]:
+    """This process's torch (CPU and CUDA), numpy and Python random states, as plain types and tensors."""
+    key, pos, has_gauss, cached = np.random.get_state()[1:]
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    """Put back a state from :func:`_rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -1,0 +1,125 @@
+"""Batch order that is the same on every rank, split between ranks, and resumable mid-epoch."""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+def _world() -> tuple:
+    """``(world_size, rank)`` of the initialised process group, else ``(1, 0)``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
+
+
+class ResumableBatchSampler(DistributedSampler):
+    """Index lists of a permutation seeded by ``(seed, epoch)``, split between ranks, resumable.
+
+    Every rank draws the same permutation (from its own generator, not the global RNG, so the
+    ranks' different noise streams cannot desynchronise it); global batch ``k`` holds
+    ``batch_size × num_replicas`` indices and rank ``r`` takes its ``r``-th block. It subclasses
+    ``DistributedSampler`` so Lightning leaves it in place under DDP and calls ``set_epoch``.
+    ``state_dict`` records the seed, the epoch and the batches already handed out; after
+    ``load_state_dict`` the same epoch resumes at the next batch (a checkpoint taken mid-epoch
+    continues exactly where it stopped).
+
+    Args:
+        data_size: number of examples.
+        batch_size: examples per batch on each rank.
+        shuffle: permute each epoch (else in order).
+        drop_last: drop the last incomplete global batch; without it, under several ranks, the
+            indices wrap around so every rank gets the same number of full batches.
+        seed: seed of the permutations.
+        num_replicas: number of ranks (default: the process group's, else 1).
+        rank: this rank (default: the process group's, else 0).
+    """
+
+    def __init__(
+        self,
+        data_size: int,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+        num_replicas: Optional[int] = None,
+        rank: Optional[int] = None,
+    ) -> None:
+        world, this_rank = _world()
+        self.num_replicas = int(num_replicas if num_replicas is not None else world)
+        self.rank = int(rank if rank is not None else this_rank)
+        if data_size <= 0 or batch_size <= 0:
+            raise ValueError(f"data_size and batch_size must be positive, got {data_size} and {batch_size}")
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(f"rank {self.rank} is outside 0..{self.num_replicas - 1}")
+        self.data_size, self.batch_size = int(data_size), int(batch_size)
+        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, int(seed)
+        self.epoch = 0
+        self._resume_epoch, self._resume_batches = -1, 0
+        self._handed_out = 0
+
+    def __len__(self) -> int:
+        span = self.batch_size * self.num_replicas
+        return self.data_size // span if self.drop_last else -(-self.data_size // span)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch`` (called by Lightning at every epoch start)."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[List[int]]:
+        if self.shuffle:
+            order = torch.randperm(self.data_size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        else:
+            order = torch.arange(self.data_size)
+        span, batches = self.batch_size * self.num_replicas, len(self)
+        if not self.drop_last and self.num_replicas > 1 and batches * span > self.data_size:
+            order = order.repeat(-(-batches * span // self.data_size))[: batches * span]
+        start = self._resume_batches if self._resume_epoch == self.epoch else 0
+        self._resume_epoch, self._resume_batches = -1, 0
+        for k in range(start, batches):
+            self._handed_out = k + 1
+            block = order[k * span + self.rank * self.batch_size : k * span + (self.rank + 1) * self.batch_size]
+            if len(block):
+                yield block.tolist()
+
+    def state_dict(self) -> Dict[str, Any]:
+        """``{"seed", "epoch", "batches"}``: the permutations' seed, the epoch and how many of its batches were handed out."""
+        return {"seed": self.seed, "epoch": self.epoch, "batches": self._handed_out}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Resume ``state["epoch"]`` after its first ``state["batches"]`` batches, with the saved seed."""
+        self.seed = int(state.get("seed", self.seed))
+        self._resume_epoch, self._resume_batches = int(state["epoch"]), int(state["batches"])
+        self._handed_out = self._resume_batches
+
+
+class ResumableLoader(DataLoader):
+    """A ``DataLoader`` over a :class:`ResumableBatchSampler` whose position Lightning checkpoints.
+
+    Lightning stores ``state_dict()`` of loaders that have one in the checkpoint and calls
+    ``load_state_dict`` on resume, so training continues with the batch after the last one
+    trained. The dataset is indexed by whole index lists (one gather per batch). Loading touches
+    no global random stream.
+
+    Args:
+        dataset: a dataset whose ``__getitem__`` takes a list of indices.
+        batch_sampler: the sampler; it is passed as ``sampler`` with ``batch_size=None``.
+        **kwargs: other ``DataLoader`` arguments.
+    """
+
+    def __init__(self, dataset: Dataset, batch_sampler: ResumableBatchSampler, **kwargs: Any) -> None:
+        kwargs.pop("sampler", None)
+        kwargs.pop("batch_size", None)
+        # Its own generator: a new iterator (every epoch) then draws its worker seed from it, not
+        # from the global stream that the networks' noise comes from (so resuming stays exact).
+        kwargs.setdefault("generator", torch.Generator().manual_seed(batch_sampler.seed))
+        super().__init__(dataset, sampler=batch_sampler, batch_size=None, **kwargs)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The sampler's position (see :meth:`ResumableBatchSampler.state_dict`)."""
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Resume the sampler at ``state``."""
+        self.sampler.load_state_dict(state)

@@ -1,0 +1,177 @@
+"""Nothing lost: exact resume after an interruption, atomic checkpoints, non-finite losses,
+bf16 and gradient clipping in manual optimization."""
+import os
+import signal
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from datamodules import Toy2DDataModule
+from ivi_lightning import JCAdv, JCAdvRMD, JCDen, JCHybrid, PCAdv, PCDen, VAE
+from ivi_lightning.algorithms.base import NonFiniteLossError
+from ivi_lightning.checkpoint import AtomicCheckpointIO
+
+SMALL = dict(latent_dim=2, data_shape=1, hidden=(8,), aux_steps=1)
+
+
+def trainer(tmp_path, max_steps, callbacks=(), **kwargs):
+    return pl.Trainer(
+        max_steps=max_steps, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=str(tmp_path), callbacks=list(callbacks), **kwargs,
+    )
+
+
+def params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+class Interrupt(pl.Callback):
+    """Stop training at batch ``at``: a SIGTERM to this process, or an exception standing for a kill."""
+
+    def __init__(self, at: int, how: str) -> None:
+        self.at, self.how, self.seen = at, how, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.seen == self.at:
+            if self.how == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)  # Lightning stops after this batch
+            else:
+                raise KeyboardInterrupt  # a kill between steps: nothing is written
+        self.seen += 1
+
+
+@pytest.mark.parametrize("algorithm,how,every,stop_at,resume_step", [
+    (PCAdv, "kill", 6, 7, 12),  # killed at batch 8; last.ckpt from batch 6, mid-epoch
+    (JCDen, "kill", 8, 7, 8),  # last.ckpt from batch 4, the end of an epoch
+    (PCAdv, "sigterm", 0, 5, 12),  # SIGTERM during batch 6: Lightning finishes it, then checkpoints on_exception
+])
+def test_interrupted_and_resumed_run_ends_with_the_uninterrupted_parameters(tmp_path, algorithm, how, every, stop_at, resume_step):
+    # 16 examples / batch 4 = 4 batches an epoch; 10 batches of 2 optimizer steps cross two epoch boundaries.
+    make_dm = lambda: Toy2DDataModule("explaining_away", num_samples=16, batch_size=4)
+    make_model = lambda: algorithm(learn_model=False, **SMALL)
+    pl.seed_everything(3)
+    reference = make_model()
+    trainer(tmp_path / "a", 20, enable_checkpointing=False).fit(reference, make_dm())
+
+    pl.seed_everything(3)
+    model = make_model()
+    if how == "sigterm":
+        callbacks = [Interrupt(stop_at, how), OnExceptionCheckpoint(tmp_path / "b", "on_exception")]
+        with pytest.raises(SIGTERMException):  # Lightning finishes the batch, checkpoints on_exception, re-raises
+            trainer(tmp_path / "b", 20, callbacks).fit(model, make_dm())
+        resume_from = tmp_path / "b" / "on_exception.ckpt"
+    else:
+        callbacks = [ModelCheckpoint(dirpath=tmp_path / "b", every_n_train_steps=every, save_last=True, save_top_k=-1), Interrupt(stop_at, how)]
+        sigint = signal.getsignal(signal.SIGINT)
+        with pytest.raises(SystemExit):  # Lightning turns KeyboardInterrupt into an exit without writing
+            trainer(tmp_path / "b", 20, callbacks).fit(model, make_dm())
+        signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl+C after one
+        resume_from = tmp_path / "b" / "last.ckpt"
+    assert torch.load(resume_from, weights_only=False)["global_step"] == resume_step
+    assert not torch.allclose(params(model), params(reference))
+
+    pl.seed_everything(123)  # a different seed: everything must come from the checkpoint
+    resumed = make_model()
+    trainer(tmp_path / "c", 20, [ModelCheckpoint(dirpath=tmp_path / "c")]).fit(resumed, make_dm(), ckpt_path=resume_from)
+    torch.testing.assert_close(params(resumed), params(reference), rtol=0, atol=1e-6)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
+
+    def crash(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # no temporary file left
+    torch.testing.assert_close(io.load_checkpoint(path)["state_dict"]["w"], torch.ones(3))
+
+
+def test_trainer_uses_atomic_checkpoints(tmp_path):
+    t = trainer(tmp_path, 2)
+    t.fit(PCAdv(learn_model=False, **SMALL), Toy2DDataModule("explaining_away", num_samples=16, batch_size=4))
+    assert isinstance(t.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+class Explode(pl.Callback):
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.at:
+            with torch.no_grad():
+                pl_module.discriminator.net[-1].bias.fill_(float("nan"))  # the next discriminator loss is NaN
+
+
+def test_nonfinite_loss_stops_naming_network_and_step(tmp_path):
+    model = PCAdv(learn_model=False, **SMALL)
+    with pytest.raises(NonFiniteLossError, match=r"PCAdv: the discriminator update at global step 4 .*on_nonfinite='skip'"):
+        trainer(tmp_path, 20, [Explode(2)]).fit(model, Toy2DDataModule("explaining_away", num_samples=64, batch_size=8))
+
+
+def test_nonfinite_loss_skipped_by_option(tmp_path):
+    model = PCAdv(learn_model=False, on_nonfinite="skip", **SMALL)
+
+    class Repair(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            with torch.no_grad():
+                for p in pl_module.discriminator.parameters():
+                    p.nan_to_num_(0.0)
+
+    trainer(tmp_path, 8, [Explode(1), Repair()]).fit(model, Toy2DDataModule("explaining_away", num_samples=64, batch_size=8))
+    assert model.nonfinite_skips >= 1
+    assert torch.isfinite(params(model.encoder)).all()
+
+
+ALL = [
+    (VAE, {}), (PCAdv, {}), (PCDen, {}), (JCAdv, {}), (JCAdv, dict(loss="ali", likelihood_family="gaussian")),
+    (JCDen, {}), (JCAdvRMD, dict(model_hidden=(8,))), (JCHybrid, dict(score_penalty=0.1)),
+]
+
+
+@pytest.mark.parametrize("algorithm,extra", ALL, ids=lambda v: getattr(v, "__name__", "") or str(v.get("loss", "")))
+def test_bf16_mixed_precision_trains(tmp_path, algorithm, extra):
+    model = algorithm(latent_dim=2, data_shape=2, hidden=(8,), aux_steps=1, **extra)
+    before = params(model).clone()
+    pl.Trainer(fast_dev_run=2, accelerator="cpu", precision="bf16-mixed", logger=False, enable_progress_bar=False,
+               enable_model_summary=False, default_root_dir=str(tmp_path)).fit(model, Toy2DDataModule("ring", num_samples=64, batch_size=16))
+    after = params(model)
+    assert torch.isfinite(after).all() and not torch.equal(before, after)
+
+
+def test_gradient_clipping_applies_to_every_optimizer(tmp_path):
+    clip = 1e-3
+    norms = []
+
+    def grad_norm(optimizer, *args):
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+    class Measure(pl.Callback):
+        def on_train_start(self, trainer, pl_module):  # the gradients each optimizer actually steps with
+            for opt in trainer.optimizers:
+                opt.register_step_post_hook(grad_norm)
+
+    model = PCAdv(learn_model=False, grad_clip=clip, **SMALL)
+    trainer(tmp_path, 6, [Measure()]).fit(model, Toy2DDataModule("explaining_away", num_samples=64, batch_size=8))
+    assert len(norms) == 6 and max(norms) <= clip * (1 + 1e-4)
+
+    unclipped = []
+
+    class Raw(pl.Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            unclipped.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+    model = PCAdv(learn_model=False, grad_clip=clip, **SMALL)
+    trainer(tmp_path, 6, [Raw()]).fit(model, Toy2DDataModule("explaining_away", num_samples=64, batch_size=8))
+    assert min(unclipped) > clip  # so the bound above was the clipping's doing

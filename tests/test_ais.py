@@ -155,16 +155,9 @@ def _trained_vae(steps: int = 30):
     return model, data, trainer
 
 
-class TestableVAE(VAE):
-    __test__ = False  # not a pytest class
-
-    def test_step(self, batch, batch_idx):
-        self.batch_data(batch)
-
-
 def test_callback_logs_ais_on_test_and_matches_the_grid():
     model, data, trainer = _trained_vae()
-    test_model = TestableVAE(latent_dim=2, data_shape=4, likelihood_family="bernoulli")
+    test_model = VAE(latent_dim=2, data_shape=4, likelihood_family="bernoulli")
     test_model.load_state_dict(model.state_dict())
     callback = AISCallback(num_temperatures=200, num_chains=16, leapfrog_steps=5, max_examples=8, iwae_samples=64)
     tester = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[callback])
@@ -175,7 +168,9 @@ def test_callback_logs_ais_on_test_and_matches_the_grid():
     exact = grid_log_marginal(test_model.prior, test_model.likelihood, torch.eye(4), extent=5.0, resolution=128)
     expected = float(exact[data.val_set.tensors[0][:8].argmax(1)].mean())
     assert abs(metrics["test/ais_loglik"] - expected) < 0.05, (metrics, expected, exact)
-    assert metrics["test/iwae"] <= expected + 0.01
+    # A bound in expectation; the 64-sample estimate is tight here to ~0.01 and as noisy.
+    assert metrics["test/iwae"] <= expected + 0.02
+    assert "test/elbo" in metrics and metrics["test/elbo"] <= metrics["test/iwae"] + 0.05
 
 
 def test_evaluate_cli_on_a_checkpoint(tmp_path, capsys):

@@ -403,11 +403,18 @@ class ImplicitVI(pl.LightningModule):
         """Per-example ELBO estimate where the algorithm has one (plug-in, not a bound), else ``None``."""
         return None
 
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
+    def _log_elbo(self, batch: Any, stage: str) -> None:
         x = self.batch_data(batch)
         elbo = self.elbo_estimate(x)
         if elbo is not None:
-            self.log("val/elbo", elbo.mean(), sync_dist=True, prog_bar=True)
+            self.log(f"{stage}/elbo", elbo.mean(), sync_dist=True, prog_bar=stage == "val")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._log_elbo(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        """Logs ``test/elbo`` where the algorithm has an estimate; add ``AISCallback`` for ``log p(x)``."""
+        self._log_elbo(batch, "test")
 
 
 # --- helpers -----------------------------------------------------------------------------------

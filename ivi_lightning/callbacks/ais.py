@@ -23,7 +23,7 @@ class AISCallback(pl.Callback):
     ``{stage}/iwae`` for models with an explicit Gaussian encoder (the VAE).
 
     ``ivi test --config <cfg> --ckpt_path <ckpt> --trainer.callbacks+=ivi_lightning.callbacks.AISCallback``
-    (the algorithm must define ``test_step``), or use ``python -m ivi_lightning.evaluate``.
+    (every algorithm has a ``test_step``), or use ``python -m ivi_lightning.evaluate``.
 
     Args:
         num_temperatures: AIS annealing transitions.

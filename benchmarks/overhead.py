@@ -99,6 +99,27 @@ def _random_mnist(dm: MNISTDataModule) -> MNISTDataModule:
     return dm
 
 
+class _IndexTensorBatches:
+    """Index batches as ``LongTensor`` slices of one ``torch.randperm`` per epoch (``--index_tensors``)."""
+
+    def __init__(self, num_samples: int, batch_size: int) -> None:
+        self.num_samples, self.batch_size = num_samples, batch_size
+
+    def __len__(self) -> int:
+        return self.num_samples // self.batch_size
+
+    def __iter__(self):
+        order = torch.randperm(self.num_samples)
+        return iter(order[k * self.batch_size : (k + 1) * self.batch_size] for k in range(len(self)))
+
+
+def use_index_tensors(dm: pl.LightningDataModule) -> None:
+    """Make ``dm`` hand out training batches gathered by index tensors instead of index lists."""
+    from torch.utils.data import DataLoader
+
+    dm.train_dataloader = lambda: DataLoader(dm.train_set, sampler=_IndexTensorBatches(len(dm.train_set), dm.batch_size), batch_size=None)
+
+
 def make_model(name: str, profile: str, dm: pl.LightningDataModule) -> pl.LightningModule:
     if profile == "toy":
         return ALGORITHMS[name](latent_dim=2, data_shape=dm.data_shape, learn_model=False, prior=dm.prior, likelihood=dm.likelihood, **TOY_OPTIONS[name])
@@ -288,6 +309,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--data_dir", default=os.environ.get("MNIST_DIR", "/work/shared/data" if os.path.isdir("/work/shared/data") else "data"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--wall", action="store_true", help="report wall-clock rates instead of CPU-time rates")
+    parser.add_argument("--index_tensors", action="store_true",
+                        help="what-if: the data modules' samplers yield index tensors instead of index lists")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -296,12 +319,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"lightning {pl.__version__}, threads {torch.get_num_threads()}, log_every_n_steps {LOG_EVERY}, "
-          f"rates per {'wall' if args.wall else 'CPU'} second")
+          f"rates per {'wall' if args.wall else 'CPU'} second, index_tensors={args.index_tensors}")
     print("| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as root:
         for profile in args.profiles:
             dm = make_data(profile, args.data_dir)
+            if args.index_tensors:
+                use_index_tensors(dm)
             for name in args.algorithms:
                 torch.manual_seed(0)
                 model = make_model(name, profile, dm)

@@ -117,7 +117,7 @@ class _PixelBatches(_BatchedTensors):
     """Gathers a whole batch of uint8 images at once and returns ``(float x, label)``.
 
     ``mode``: ``"dynamic"`` draws a fresh Bernoulli image of the gathered batch on every use
-    (one vectorised ``torch.bernoulli``), ``"fixed"`` returns stored binary images, ``"none"``
+    (one vectorised ``rand < p``), ``"fixed"`` returns stored binary images, ``"none"``
     returns grey levels in ``[0, 1]``.
     """
 

@@ -14,6 +14,8 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
+from ivi_lightning.callbacks.common import local_log_dir
+
 
 def decode_mean(pl_module: pl.LightningModule, z: Tensor) -> Tensor:
     """Images for latents ``z``: ``likelihood.mean(z)`` if the likelihood has a mean, else a sample."""
@@ -44,7 +46,7 @@ class ImageCallback(pl.Callback):
             counts the steps of every optimizer); ``None`` or 0: only at epoch ends.
         on_epoch_end: also draw at the end of every training epoch.
         num_examples: data examples kept for reconstructions, interpolations or scatters.
-        save_png: also save ``<tag>_step<N>.png`` and ``<tag>_latest.png`` in ``trainer.log_dir``.
+        save_png: also save ``<tag>_step<N>.png`` and ``<tag>_latest.png`` in the run's log directory.
         seed: seed of the drawing's private random stream (prior draws, encoder noise).
     """
 
@@ -120,9 +122,7 @@ class ImageCallback(pl.Callback):
         raise NotImplementedError
 
     def _log_dir(self, trainer: pl.Trainer) -> str:
-        log_dir = trainer.log_dir or trainer.default_root_dir
-        os.makedirs(log_dir, exist_ok=True)
-        return log_dir
+        return local_log_dir(trainer)  # not trainer.log_dir: it is a collective call
 
     def write_grid(self, trainer: pl.Trainer, images: Tensor, nrow: int) -> None:
         """Tile ``images`` (``[N, C, H, W]``, clamped to ``[0, 1]``) ``nrow`` per row; log and save."""

@@ -9,6 +9,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
+from ivi_lightning.callbacks.common import local_log_dir
 from ivi_lightning.distributions import has_log_prob
 from ivi_lightning.evaluation import exact_posterior_grid, grid_log_marginal, posterior_js
 
@@ -95,8 +96,7 @@ class ExactPosteriorCallback(pl.Callback):
             ax.set(xlim=(-extent, extent), ylim=(-extent, extent), title=f"x=({label})  JS={js[i]:.3f}", aspect="equal")
         fig.suptitle(f"{type(pl_module).__name__}: q(z|x) samples over exact posterior, step {trainer.global_step}")
         fig.tight_layout()
-        log_dir = trainer.log_dir or trainer.default_root_dir
-        os.makedirs(log_dir, exist_ok=True)
+        log_dir = local_log_dir(trainer)  # not trainer.log_dir: it is a collective call
         fig.savefig(os.path.join(log_dir, f"posterior_step{trainer.global_step:06d}.png"), dpi=80)
         fig.savefig(os.path.join(log_dir, "posterior_latest.png"), dpi=80)
         experiment = getattr(trainer.logger, "experiment", None)

@@ -1,0 +1,23 @@
+"""What the callbacks share."""
+from __future__ import annotations
+
+import os
+
+import pytorch_lightning as pl
+
+
+def local_log_dir(trainer: pl.Trainer) -> str:
+    """The run's log directory (created if missing), found without any collective call.
+
+    ``Trainer.log_dir`` broadcasts rank 0's answer to every rank, so calling it from code that
+    runs on rank 0 only deadlocks under DDP. This resolves it as the Trainer does (the logger's
+    ``log_dir``, else its ``save_dir``, else ``default_root_dir``), locally.
+
+    Args:
+        trainer: the running Trainer.
+    """
+    logger = trainer.logger
+    log_dir = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None) if logger is not None else None
+    log_dir = log_dir or trainer.default_root_dir
+    os.makedirs(log_dir, exist_ok=True)
+    return log_dir

@@ -1,10 +1,10 @@
 """ivi-lightning: variational inference with implicit distributions, in PyTorch Lightning."""
-from ivi_lightning.algorithms import PCAdv, PCDen, VAE, ImplicitVI
-from ivi_lightning.algorithms import JCAdv, JCAdvRMD, JCDen, JCHybrid
-from ivi_lightning.distributions import ImplicitLikelihood, ImplicitPrior
+from ivi_lightning.algorithms import VAE, ImplicitVI, JCAdv, JCAdvRMD, JCDen, JCHybrid, PCAdv, PCDen
 from ivi_lightning.distributions import (
     BernoulliLikelihood,
     GaussianLikelihood,
+    ImplicitLikelihood,
+    ImplicitPrior,
     Likelihood,
     NormalPrior,
     Prior,
@@ -15,7 +15,13 @@ __version__ = "0.1.0"
 __all__ = [
     "BernoulliLikelihood",
     "GaussianLikelihood",
+    "ImplicitLikelihood",
+    "ImplicitPrior",
     "ImplicitVI",
+    "JCAdv",
+    "JCAdvRMD",
+    "JCDen",
+    "JCHybrid",
     "Likelihood",
     "NormalPrior",
     "PCAdv",
@@ -23,10 +29,4 @@ __all__ = [
     "Prior",
     "StandardNormalPrior",
     "VAE",
-    "JCAdv",
-    "JCAdvRMD",
-    "JCDen",
-    "JCHybrid",
-    "ImplicitLikelihood",
-    "ImplicitPrior",
 ]

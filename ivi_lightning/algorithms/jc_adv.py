@@ -76,9 +76,12 @@ class JCAdv(ImplicitVI):
                 "Bernoulli samples are not reparameterised: use likelihood_family='gaussian' or an ImplicitLikelihood"
             )
 
-    def configure_optimizers(self):
-        h = self.hparams
-        return self._adam(self.encoder_parameters() + self.model_parameters(), h.lr), self._adam(list(self.discriminator.parameters()), h.aux_lr)
+    def auxiliary_networks(self) -> list:
+        return [self.discriminator]
+
+    def discriminator_penalty(self, x: Tensor, z_q: Tensor) -> Tensor:
+        """Extra term of the discriminator's loss at encoder joints; none here (see JCHybrid)."""
+        return torch.zeros((), device=x.device)
 
     def discriminator_step(self, x: Tensor, optimizer: Any) -> dict:
         """``aux_steps`` logistic-regression updates of ``T``: encoder joints (label 1) vs model joints."""
@@ -87,7 +90,7 @@ class JCAdv(ImplicitVI):
                 z_q = self.encoder(x)
                 x_p, z_p = self.sample_model(x.shape[0])
             t_q, t_p = self.discriminator(x, z_q), self.discriminator(x_p, z_p)
-            loss = ratio_loss(t_q, t_p)
+            loss = ratio_loss(t_q, t_p) + self.discriminator_penalty(x, z_q)
             self.optimize(optimizer, loss)
         return {"loss_discriminator": loss, "discriminator_accuracy": ratio_accuracy(t_q, t_p)}
 

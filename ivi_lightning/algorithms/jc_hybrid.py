@@ -7,8 +7,9 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
+from ivi_lightning.algorithms.jc_adv import JCAdv
 from ivi_lightning.algorithms.jc_den import JCDen
-from ivi_lightning.estimators import input_gradient, ratio_accuracy, ratio_loss, score_surrogate
+from ivi_lightning.estimators import input_gradient, score_surrogate
 
 
 class JCHybrid(JCDen):
@@ -41,19 +42,15 @@ class JCHybrid(JCDen):
         opt_vi, opt_den = super().configure_optimizers()
         return opt_vi, opt_den, self._adam(list(self.discriminator.parameters()), self.hparams.aux_lr)
 
-    def discriminator_step(self, x: Tensor, optimizer: Any) -> dict:
-        """``aux_steps`` updates of ``T``: encoder joints vs model joints, plus the score penalty."""
-        for _ in range(self.hparams.aux_steps):
-            with torch.no_grad():
-                z_q = self.encoder(x)
-                x_p, z_p = self.sample_model(x.shape[0])
-            t_q, t_p = self.discriminator(x, z_q), self.discriminator(x_p, z_p)
-            loss = ratio_loss(t_q, t_p)
-            if self.hparams.score_penalty > 0:
-                grad_t = input_gradient(lambda zz: self.discriminator(x, zz), z_q, create_graph=True)
-                loss = loss + self.hparams.score_penalty * (grad_t - self.score_difference(x, z_q)).pow(2).sum(1).mean()
-            self.optimize(optimizer, loss)
-        return {"loss_discriminator": loss, "discriminator_accuracy": ratio_accuracy(t_q, t_p)}
+    # JCAdv's discriminator updates, with this class's penalty added.
+    discriminator_step = JCAdv.discriminator_step
+
+    def discriminator_penalty(self, x: Tensor, z_q: Tensor) -> Tensor:
+        """``score_penalty · ‖∇_z T − (ŝ_q − ŝ_p)‖²``: pulls ``∇_z T`` toward the denoisers' estimate."""
+        if self.hparams.score_penalty <= 0:
+            return torch.zeros((), device=x.device)
+        grad_t = input_gradient(lambda zz: self.discriminator(x, zz), z_q, create_graph=True)
+        return self.hparams.score_penalty * (grad_t - self.score_difference(x, z_q)).pow(2).sum(1).mean()
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         x = self.batch_data(batch)

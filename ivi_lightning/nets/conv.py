@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ivi_lightning.distributions.base import DataShape, as_shape
 from ivi_lightning.nets.factory import register
-from ivi_lightning.nets.mlp import MLP, activation
+from ivi_lightning.nets.mlp import MLP, GaussianPosterior, activation
 
 #: (base width, maximum width) of each registered convolutional architecture.
 WIDTHS = {"conv_small": (16, 64), "conv": (64, 512)}
@@ -171,7 +171,7 @@ class ConvImplicitEncoder(nn.Module):
         return self.out(h)
 
 
-class ConvGaussianEncoder(nn.Module):
+class ConvGaussianEncoder(GaussianPosterior):
     """Diagonal-Gaussian posterior ``N(μ(x), σ(x)²)`` on conv features — the VAE baseline.
 
     Args:
@@ -193,13 +193,8 @@ class ConvGaussianEncoder(nn.Module):
         self.features = ConvFeatures(data_shape, base, max_width, act=act)
         self.head = MLP(self.features.out_features, 2 * latent_dim, hidden, act)
 
-    def moments(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        mean, pre_std = self.head(self.features(x)).chunk(2, dim=1)
-        return mean, nn.functional.softplus(pre_std) + 1e-4
-
-    def forward(self, x: Tensor) -> Tensor:
-        mean, std = self.moments(x)
-        return mean + std * torch.randn_like(std)
+    def net_output(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
 
 
 class ConvDeterministicEncoder(nn.Module):

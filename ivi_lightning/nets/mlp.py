@@ -107,7 +107,24 @@ class ImplicitEncoder(nn.Module):
         return self.out(h)
 
 
-class GaussianEncoder(nn.Module):
+class GaussianPosterior(nn.Module):
+    """Base of explicit diagonal-Gaussian encoders: subclasses map ``x`` to ``2 * latent_dim``
+    outputs (``net_output``); this turns them into moments and reparameterised samples."""
+
+    def net_output(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def moments(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(mean, std)`` of ``q(z|x)``, each ``[batch, latent_dim]``."""
+        mean, pre_std = self.net_output(x).chunk(2, dim=1)
+        return mean, nn.functional.softplus(pre_std) + 1e-4
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean, std = self.moments(x)
+        return mean + std * torch.randn_like(std)
+
+
+class GaussianEncoder(GaussianPosterior):
     """Explicit diagonal-Gaussian posterior ``N(μ(x), σ(x)²)`` — the VAE baseline.
 
     Args:
@@ -125,13 +142,8 @@ class GaussianEncoder(nn.Module):
         super().__init__()
         self.net = MLP(_flat_dim(data_shape), 2 * latent_dim, hidden, act)
 
-    def moments(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        mean, pre_std = self.net(x.flatten(1)).chunk(2, dim=1)
-        return mean, nn.functional.softplus(pre_std) + 1e-4
-
-    def forward(self, x: Tensor) -> Tensor:
-        mean, std = self.moments(x)
-        return mean + std * torch.randn_like(std)
+    def net_output(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(1))
 
 
 class Decoder(nn.Module):

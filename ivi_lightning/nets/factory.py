@@ -4,6 +4,9 @@ An algorithm asks ``build_network(kind, architecture, data_shape=..., latent_dim
 for each part it was not given. Architectures register a builder per kind with
 :func:`register`; ``"mlp"`` is built in, image architectures add theirs.
 
+Options every builder receives (and may ignore): ``data_shape``, ``latent_dim``, ``hidden``,
+``noise_dim``, ``noise_injection``, ``generator_act`` (activation of encoders and decoders).
+
 Kinds: ``implicit_encoder``, ``gaussian_encoder``, ``decoder``, ``discriminator`` (``T(x, z)``,
 also used for joints), ``denoiser`` (``F(z̃; x)``).
 """
@@ -48,18 +51,18 @@ def build_network(kind: str, architecture: str, **options) -> nn.Module:
 
 
 @register("mlp", "implicit_encoder")
-def _mlp_implicit_encoder(data_shape, latent_dim, hidden=(256, 256), noise_dim=8, noise_injection="both", **_):
-    return mlp.ImplicitEncoder(data_shape, latent_dim, hidden, noise_dim, noise_injection)
+def _mlp_implicit_encoder(data_shape, latent_dim, hidden=(256, 256), noise_dim=8, noise_injection="both", generator_act="silu", **_):
+    return mlp.ImplicitEncoder(data_shape, latent_dim, hidden, noise_dim, noise_injection, act=generator_act)
 
 
 @register("mlp", "gaussian_encoder")
-def _mlp_gaussian_encoder(data_shape, latent_dim, hidden=(256, 256), **_):
-    return mlp.GaussianEncoder(data_shape, latent_dim, hidden)
+def _mlp_gaussian_encoder(data_shape, latent_dim, hidden=(256, 256), generator_act="silu", **_):
+    return mlp.GaussianEncoder(data_shape, latent_dim, hidden, act=generator_act)
 
 
 @register("mlp", "decoder")
-def _mlp_decoder(data_shape, latent_dim, hidden=(256, 256), **_):
-    return mlp.Decoder(latent_dim, data_shape, hidden)
+def _mlp_decoder(data_shape, latent_dim, hidden=(256, 256), generator_act="silu", **_):
+    return mlp.Decoder(latent_dim, data_shape, hidden, act=generator_act)
 
 
 @register("mlp", "discriminator")

@@ -85,5 +85,5 @@ def _mlp_joint_denoiser(data_shape, latent_dim, noise_std, hidden=(256, 256), da
 
 
 @register("mlp", "deterministic_encoder")
-def _mlp_deterministic_encoder(data_shape, latent_dim, hidden=(256, 256), **_):
-    return DeterministicEncoder(data_shape, latent_dim, hidden)
+def _mlp_deterministic_encoder(data_shape, latent_dim, hidden=(256, 256), generator_act="silu", **_):
+    return DeterministicEncoder(data_shape, latent_dim, hidden, act=generator_act)

@@ -80,10 +80,8 @@ class JCDen(ImplicitVI):
                 "of the prior and likelihood: use JCAdvRMD to learn an implicit model, or learn_model=False"
             )
 
-    def configure_optimizers(self):
-        h = self.hparams
-        aux = list(self.denoiser.parameters()) + (list(self.model_denoiser.parameters()) if self.uses_model_denoiser else [])
-        return self._adam(self.encoder_parameters() + self.model_parameters(), h.lr), self._adam(aux, h.aux_lr)
+    def auxiliary_networks(self) -> list:
+        return [self.denoiser] + ([self.model_denoiser] if self.uses_model_denoiser else [])
 
     def joint_denoising_loss(self, denoiser: nn.Module, x: Tensor, z: Tensor) -> Tensor:
         """Denoising error of ``denoiser`` on clean joints ``(x, z)``, each block in units of its σ."""

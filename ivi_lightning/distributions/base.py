@@ -11,6 +11,8 @@ from typing import Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ivi_lightning.estimators import input_gradient
+
 DataShape = Union[int, Tuple[int, ...]]
 
 
@@ -66,10 +68,7 @@ class Prior(nn.Module):
 
     def score(self, z: Tensor) -> Tensor:
         """``∇_z log p(z)``."""
-        with torch.enable_grad():
-            z = z.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.log_prob(z).sum(), z)
-        return grad
+        return input_gradient(self.log_prob, z)
 
 
 class Likelihood(nn.Module):

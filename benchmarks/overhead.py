@@ -6,7 +6,10 @@ then one encoder update) run
 
 * ``plain``: a hand-written loop over in-memory tensors indexed by a fresh random permutation
   per epoch, ``zero_grad(set_to_none=True)`` / ``backward`` / ``step``, metrics read with
-  ``.item()`` every ``log_every_n_steps`` iterations (what a user prints or writes);
+  ``.item()`` every ``log_every_n_steps`` iterations (what a user prints or writes), in the
+  environment of a process that never imported Lightning (``PYTORCH_NVML_BASED_CUDA_CHECK``
+  as it was before the import: with it set, a CUDA build of torch on a GPU-less machine probes
+  NVML in every Adam step, ~0.1 ms, which a plain script does not pay);
 * ``lean``: ``Trainer(logger=TensorBoardLogger, enable_progress_bar=False)`` with the data module;
 * ``defaults``: the same with the progress bar on (Lightning's default).
 
@@ -37,6 +40,10 @@ import warnings
 from typing import Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Importing Lightning sets this for the whole process (see ImplicitVI.on_fit_start); the plain loop
+# runs with the value a process that never imported Lightning has.
+CUDA_PROBE_ENV = "PYTORCH_NVML_BASED_CUDA_CHECK"
+PLAIN_CUDA_PROBE = os.environ.get(CUDA_PROBE_ENV)
 
 import pytorch_lightning as pl
 import torch
@@ -97,27 +104,6 @@ def _random_mnist(dm: MNISTDataModule) -> MNISTDataModule:
     dm.train_set = _PixelBatches(images, labels, "dynamic")
     dm.val_set = _PixelBatches(images[:1000], labels[:1000], "none")
     return dm
-
-
-class _IndexTensorBatches:
-    """Index batches as ``LongTensor`` slices of one ``torch.randperm`` per epoch (``--index_tensors``)."""
-
-    def __init__(self, num_samples: int, batch_size: int) -> None:
-        self.num_samples, self.batch_size = num_samples, batch_size
-
-    def __len__(self) -> int:
-        return self.num_samples // self.batch_size
-
-    def __iter__(self):
-        order = torch.randperm(self.num_samples)
-        return iter(order[k * self.batch_size : (k + 1) * self.batch_size] for k in range(len(self)))
-
-
-def use_index_tensors(dm: pl.LightningDataModule) -> None:
-    """Make ``dm`` hand out training batches gathered by index tensors instead of index lists."""
-    from torch.utils.data import DataLoader
-
-    dm.train_dataloader = lambda: DataLoader(dm.train_set, sampler=_IndexTensorBatches(len(dm.train_set), dm.batch_size), batch_size=None)
 
 
 def make_model(name: str, profile: str, dm: pl.LightningDataModule) -> pl.LightningModule:
@@ -250,6 +236,29 @@ def _rates(iters: int, t0: Tuple[float, float], t1: Tuple[float, float]) -> Tupl
 
 def time_plain(model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int) -> Tuple[float, float]:
     """``(wall, cpu)`` iterations per second of the plain loop, after ``warmup`` iterations."""
+    with _plain_process_environment():
+        return _time_plain(model, dm, warmup, iters)
+
+
+@contextlib.contextmanager
+def _plain_process_environment():
+    """The environment of a user's script that never imported Lightning (see ``CUDA_PROBE_ENV``)."""
+    saved = os.environ.get(CUDA_PROBE_ENV)
+    _set_env(CUDA_PROBE_ENV, PLAIN_CUDA_PROBE)
+    try:
+        yield
+    finally:
+        _set_env(CUDA_PROBE_ENV, saved)
+
+
+def _set_env(key: str, value: Optional[str]) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
+
+
+def _time_plain(model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int) -> Tuple[float, float]:
     step, _ = plain_step_fn(model)
     n, bs, logged = len(dm.train_set), dm.batch_size, []
     done, t0 = 0, None
@@ -309,8 +318,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--data_dir", default=os.environ.get("MNIST_DIR", "/work/shared/data" if os.path.isdir("/work/shared/data") else "data"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--wall", action="store_true", help="report wall-clock rates instead of CPU-time rates")
-    parser.add_argument("--index_tensors", action="store_true",
-                        help="what-if: the data modules' samplers yield index tensors instead of index lists")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -319,14 +326,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"lightning {pl.__version__}, threads {torch.get_num_threads()}, log_every_n_steps {LOG_EVERY}, "
-          f"rates per {'wall' if args.wall else 'CPU'} second, index_tensors={args.index_tensors}")
+          f"rates per {'wall' if args.wall else 'CPU'} second")
     print("| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as root:
         for profile in args.profiles:
             dm = make_data(profile, args.data_dir)
-            if args.index_tensors:
-                use_index_tensors(dm)
             for name in args.algorithms:
                 torch.manual_seed(0)
                 model = make_model(name, profile, dm)

@@ -9,9 +9,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader
 
 from datamodules.toy2d import _BatchedTensors
+from ivi_lightning.data import ResumableBatchSampler, ResumableLoader
 
 #: IDX file names of each split, as torchvision's ``MNIST`` stores them under ``MNIST/raw``.
 MNIST_FILES = {
@@ -221,15 +222,11 @@ class MNISTDataModule(pl.LightningDataModule):
             raise RuntimeError("MNISTDataModule: call setup() (the Trainer does) before asking for a data loader")
         if shuffle and len(dataset) < self.batch_size:
             raise ValueError(f"batch_size={self.batch_size} exceeds the {len(dataset)} training images: lower batch_size")
-        sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
-        # batch_size=None: the sampler yields whole index lists and the dataset gathers (and binarises) them at once.
-        return DataLoader(
-            dataset,
-            sampler=BatchSampler(sampler, self.batch_size, drop_last=shuffle),
-            batch_size=None,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        # The sampler yields whole index tensors and the dataset gathers (and binarises) each batch at
+        # once; the order is seeded, split between ranks, and resumes mid-epoch from a checkpoint.
+        seed = self.seed + int(os.environ.get("PL_GLOBAL_SEED", 0))  # seed_everything's seed, as Lightning's samplers
+        sampler = ResumableBatchSampler(len(dataset), self.batch_size, shuffle=shuffle, drop_last=shuffle, seed=seed)
+        return ResumableLoader(dataset, sampler, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -36,7 +36,7 @@ class ExplainingAwayLikelihood(Likelihood):
 
 
 class _BatchedTensors(TensorDataset):
-    """A ``TensorDataset`` indexed by whole lists of indices: one tensor gather per batch."""
+    """A ``TensorDataset`` indexed by a whole batch of indices (a ``LongTensor``): one gather per batch."""
 
     def __getitem__(self, indices):
         return tuple(t[indices] for t in self.tensors)
@@ -120,7 +120,7 @@ class Toy2DDataModule(pl.LightningDataModule):
             self.val_set = _BatchedTensors(self.generate(max(self.num_samples // 4, self.batch_size), generator))
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
-        # The sampler yields whole index lists and the dataset gathers them at once. Its order is
+        # The sampler yields whole index tensors and the dataset gathers them at once. Its order is
         # seeded (the same on every rank, split between them) and resumes mid-epoch from a checkpoint.
         seed = self.seed + int(os.environ.get("PL_GLOBAL_SEED", 0))  # seed_everything's seed, as Lightning's samplers
         sampler = ResumableBatchSampler(len(dataset), self.batch_size, shuffle=shuffle, drop_last=shuffle, seed=seed)

@@ -9,7 +9,9 @@ from datamodules import Toy2DDataModule
 from ivi_lightning import PCAdv, PCDen, VAE
 from ivi_lightning.callbacks import ExactPosteriorCallback
 from ivi_lightning.cli import main as cli_main
+from ivi_lightning.estimators import diagonal_normal_log_prob, ratio_loss
 from ivi_lightning.evaluation import posterior_js
+from ivi_lightning.nets import ImplicitEncoder, LocationScaleEncoder
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ALGORITHMS = [VAE, PCAdv, PCDen]
@@ -30,11 +32,53 @@ def test_fast_dev_run(algorithm, dataset, tmp_path):
     assert z.shape == (5, 3, 2) and torch.isfinite(z).all()
 
 
-def test_adaptive_contrast_runs_and_estimates_elbo(tmp_path):
+def test_adaptive_contrast_with_sample_moments_runs_and_estimates_elbo(tmp_path):
+    """AVB's adaptive contrast for an encoder without a reference: moments of several samples."""
     dm = Toy2DDataModule("four_points", num_samples=512, batch_size=64)
-    model = PCAdv(latent_dim=2, data_shape=4, adaptive_contrast=True, contrast_samples=4, hidden=(32,))
+    encoder = ImplicitEncoder(4, 2, hidden=(32,))
+    model = PCAdv(latent_dim=2, data_shape=4, adaptive_contrast=True, contrast_samples=4, hidden=(32,), encoder=encoder)
+    assert not model.uses_encoder_reference
     quiet_trainer(tmp_path, fast_dev_run=2).fit(model, dm)
     assert model.elbo_estimate(torch.eye(4)).shape == (4 * 4,)
+
+
+def test_adaptive_contrast_with_encoder_reference_starts_as_the_vae():
+    """A location-scale encoder starts Gaussian; with T = 0 the estimate is the VAE's one-sample ELBO."""
+    model = PCAdv(latent_dim=3, data_shape=4, adaptive_contrast=True, prior_aware=False, hidden=(16,))
+    assert isinstance(model.encoder, LocationScaleEncoder) and model.uses_encoder_reference
+    for p in model.discriminator.parameters():
+        torch.nn.init.zeros_(p)
+    x = torch.rand(2000, 4).bernoulli()
+    torch.manual_seed(1)
+    estimate = model.elbo_estimate(x)
+    torch.manual_seed(1)
+    z, mean, std = model.encoder.sample_with_reference(x)
+    assert (((z - mean) / std).mean(0).abs() < 0.1).all() and ((((z - mean) / std).std(0) - 1).abs() < 0.1).all()
+    vae_elbo = model.likelihood.log_prob(x, z) + model.prior.log_prob(z) - diagonal_normal_log_prob(z, mean, std)
+    torch.testing.assert_close(estimate, vae_elbo)
+
+
+def test_encoder_reference_discriminator_learns_the_analytic_log_ratio():
+    """q's standardised noise shifted by c: T(mean, log std, z̃) → log N(z̃; c, I) − log N(z̃; 0, I)."""
+    torch.manual_seed(0)
+    model = PCAdv(latent_dim=2, data_shape=4, adaptive_contrast=True, hidden=(64, 64), aux_lr=3e-3)
+    shift = torch.tensor([0.8, -0.5])
+    with torch.no_grad():
+        model.encoder.warp[-1].bias.copy_(shift)  # u = η + c exactly
+    optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=3e-3)
+    x = torch.rand(256, 4).bernoulli()
+    for _ in range(1500):
+        with torch.no_grad():
+            _, condition, _, z_q, _ = model.contrast(x)
+        loss = ratio_loss(model.logit(condition, z_q), model.logit(condition, model.reference_sample(len(x))))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        _, condition, _, z_q, _ = model.contrast(x)
+        analytic = z_q @ shift - 0.5 * shift.pow(2).sum()
+        error = (model.logit(condition, z_q) - analytic).abs().mean()
+    assert error < 0.1, error
 
 
 def test_each_algorithm_logs_its_losses(tmp_path):

@@ -28,6 +28,7 @@ from ivi_lightning.nets.factory import build_network
 
 PART_NAMES = ("prior", "likelihood", "encoder", "discriminator", "denoiser")
 NONFINITE_ACTIONS = ("raise", "skip")
+CUDA_PROBE_ENV = "PYTORCH_NVML_BASED_CUDA_CHECK"
 RANK_SEED_STRIDE = 1_000_003  # rank r's noise stream is seeded with seed + RANK_SEED_STRIDE * r
 
 
@@ -108,6 +109,8 @@ class ImplicitVI(pl.LightningModule):
         self.nonfinite_skips = 0
         self._rng_to_restore: Optional[List[Dict[str, Any]]] = None
         self._optimizer_names: Dict[int, str] = {}
+        self._params_of_optimizer: Dict[Tuple[int, int], List[Tensor]] = {}
+        self._cuda_probe_env: Optional[str] = None
         if int(latent_dim) <= 0:
             raise ValueError(f"latent_dim must be positive, got {latent_dim}")
         for name, value in (("lr", lr), ("aux_lr", aux_lr), ("aux_steps", aux_steps)):
@@ -195,6 +198,29 @@ class ImplicitVI(pl.LightningModule):
         strategy = self.trainer.strategy if self._trainer is not None else None
         if strategy is not None and type(strategy.checkpoint_io) is TorchCheckpointIO:
             strategy.checkpoint_io = AtomicCheckpointIO()
+
+    def on_fit_start(self) -> None:
+        """Stop torch re-probing for a GPU in every optimizer step when training on a GPU-less CPU.
+
+        Importing Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (a fork-safe probe). With a
+        CUDA build of torch and no GPU visible, torch then loads NVML afresh inside every Adam
+        step to ask whether CUDA is available: ~0.1 ms per step, 3–10% of a toy step, that a
+        plain PyTorch loop does not pay (``benchmarks/overhead.py``). With no GPU visible the
+        answer cannot change during the run, so torch's default probe (cached) is used until
+        ``on_fit_end`` puts the setting back.
+        """
+        if (
+            self.device.type == "cpu"
+            and os.environ.get(CUDA_PROBE_ENV) == "1"
+            and torch.backends.cuda.is_built()
+            and not torch.cuda.is_available()
+        ):
+            self._cuda_probe_env = os.environ[CUDA_PROBE_ENV]
+            os.environ[CUDA_PROBE_ENV] = "0"
+
+    def on_fit_end(self) -> None:
+        if self._cuda_probe_env is not None:
+            os.environ[CUDA_PROBE_ENV], self._cuda_probe_env = self._cuda_probe_env, None
 
     def on_train_start(self) -> None:
         """Give each rank its own noise stream, or put back the streams saved in the checkpoint."""
@@ -339,18 +365,30 @@ class ImplicitVI(pl.LightningModule):
         return True
 
     def _update_is_finite(self, optimizer: Any, loss: Tensor) -> bool:
-        """Whether the loss and this optimizer's gradients are finite, on every rank."""
-        finite = torch.isfinite(loss.detach()).all()
+        """Whether the loss and this optimizer's gradients are finite, on every rank.
+
+        One fused reduction and one host read per step: the gradients' norms summed with the
+        loss (NaN and inf propagate; a gradient so large that its norm overflows counts too).
+        """
+        check = loss.detach().float().sum()
         scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
         if scaler is None:  # with a GradScaler, inf gradients are expected: the scaler skips those steps
-            raw = getattr(optimizer, "optimizer", optimizer)
-            grads = [p.grad for group in raw.param_groups for p in group["params"] if p.grad is not None]
+            grads = [p.grad for p in self._optimizer_params(optimizer) if p.grad is not None]
             if grads:
-                finite = finite & torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
-        finite = bool(finite)
+                check = check + torch.stack(torch._foreach_norm(grads)).float().sum()
+        finite = bool(torch.isfinite(check))
         if self._trainer is not None and self.trainer.world_size > 1:
             finite = bool(self.trainer.strategy.reduce_boolean_decision(finite, all=True))
         return finite
+
+    def _optimizer_params(self, optimizer: Any) -> List[Tensor]:
+        """The parameters an optimizer steps (cached per optimizer)."""
+        raw = getattr(optimizer, "optimizer", optimizer)
+        cache = self._params_of_optimizer
+        key = (id(raw), sum(len(g["params"]) for g in raw.param_groups))
+        if key not in cache:
+            cache[key] = [p for group in raw.param_groups for p in group["params"]]
+        return cache[key]
 
     def optimizer_name(self, optimizer: Any) -> str:
         """The networks an optimizer trains, e.g. ``"discriminator"`` or ``"encoder+likelihood"``."""

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
+from ivi_lightning.nets.factory import build_network
 from ivi_lightning.estimators import (
     diagonal_normal_log_prob,
     gaussian_moments,
@@ -23,11 +24,16 @@ class PCAdv(ImplicitVI):
     samples with the same ``x``), then one update of encoder (and model) on ``T − log p(x|z)``.
 
     Args:
-        discriminator: network ``(x, z) -> logit``; default an MLP ``Discriminator``.
+        discriminator: network ``(x, z) -> logit``; default the architecture's discriminator
+            (with the encoder's reference, an MLP taking ``(cat(mean, log std), z̃)``: see ``contrast``).
         prior_aware: add ``−log p(z)`` (or ``−log N(z̃; 0, I)`` with adaptive contrast) to the
             network's output analytically, so it learns only the remainder.
-        adaptive_contrast: contrast ``q`` with a Gaussian matching its moments instead of the prior.
-        contrast_samples: samples per ``x`` used to estimate those moments.
+        adaptive_contrast: contrast ``q`` with a Gaussian ``r(z|x)`` close to it instead of the
+            prior. If the encoder has ``sample_with_reference(x) -> (z, mean, std)`` (the default
+            encoder with adaptive contrast, a :class:`~ivi_lightning.nets.LocationScaleEncoder`),
+            ``r`` is its own Gaussian reference, from one sample per ``x``; otherwise ``r``
+            matches moments estimated from ``contrast_samples`` samples per ``x`` (AVB).
+        contrast_samples: samples per ``x`` used to estimate those moments (other encoders).
         aux_steps: discriminator updates per encoder update (3 measured best on the toys:
             with 1 the discriminator lags and ``q`` piles onto its blind spots).
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
@@ -47,9 +53,25 @@ class PCAdv(ImplicitVI):
     ) -> None:
         self.needs_prior_density = prior_aware or adaptive_contrast
         super().__init__(aux_steps=aux_steps, **kwargs)
-        if adaptive_contrast and contrast_samples < 2:
+        if adaptive_contrast and contrast_samples < 2 and not self.uses_encoder_reference:
             raise ValueError(f"adaptive_contrast needs contrast_samples >= 2 to estimate moments, got {contrast_samples}")
-        self.discriminator = discriminator if discriminator is not None else self.build_network("discriminator")
+        self.discriminator = discriminator if discriminator is not None else self.default_discriminator()
+
+    @property
+    def uses_encoder_reference(self) -> bool:
+        """Adaptive contrast against the encoder's own Gaussian reference (see ``contrast``)."""
+        return self.hparams.adaptive_contrast and hasattr(self.encoder, "sample_with_reference")
+
+    def default_discriminator(self) -> nn.Module:
+        if self.uses_encoder_reference:
+            # It sees (reference moments, z̃): a small MLP whatever the data, however large the images.
+            hidden = self.hidden if self.hparams.architecture == "mlp" else (256, 256)
+            return build_network("discriminator", "mlp", data_shape=(2 * self.latent_dim,), latent_dim=self.latent_dim, hidden=hidden)
+        return self.build_network("discriminator")
+
+    def default_encoder(self) -> nn.Module:
+        # Adaptive contrast from one sample per x needs an encoder that reports its Gaussian reference.
+        return self.build_network("location_scale_encoder" if self.hparams.adaptive_contrast else "implicit_encoder")
 
     def auxiliary_networks(self) -> list:
         return [self.discriminator]
@@ -61,23 +83,41 @@ class PCAdv(ImplicitVI):
             t = t - (standard_normal_log_prob(z) if self.hparams.adaptive_contrast else self.prior.log_prob(z))
         return t
 
-    def contrast(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(x, z, z_contrast, correction)``: what the discriminator's ``q`` side sees.
+    def contrast(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(x, condition, z, z_contrast, correction)``: ``q``'s samples and what the discriminator sees.
+
+        The discriminator gets ``(condition, z_contrast)``; ``x`` (repeated to one row per
+        sample) goes with ``z`` to the likelihood.
 
         Without adaptive contrast: one ``z ~ q(z|x)`` per example, seen as is, no correction.
-        With it: ``contrast_samples`` per example, standardised by their own moments into
-        ``z̃``, and the correction ``log r_α(z|x) − log p(z)`` that turns ``T(x, z̃)`` back into
-        ``log q(z|x) − log p(z)``. All flattened to one row per sample.
+        With it: ``z`` standardised into ``z̃`` by the reference ``r(z|x) = N(mean, std²)``, and
+        the correction ``log r(z|x) − log p(z)`` that turns ``T(x, z̃)`` back into
+        ``log q(z|x) − log p(z)``. Either way the reference's moments are held fixed (gradients
+        stopped): the log-ratio estimate is a frozen function of ``z``, as the encoder's
+        gradient requires.
+
+        * The encoder's own reference (one sample per example): its standardised noise
+          ``z̃ = η + g(η, ε, mean, log std)`` depends on ``x`` only through ``(mean, log std)``,
+          so ``log q(z̃|x)`` is a function of ``(mean, log std, z̃)`` and the discriminator is
+          given those in place of ``x`` (the first returned tensor): a low-dimensional problem,
+          and a small network however large the images.
+        * AVB's moments of ``contrast_samples`` samples per example, the discriminator seeing
+          ``x`` (all flattened to one row per sample).
         """
         if not self.hparams.adaptive_contrast:
             z = self.encoder(x)
-            return x, z, z, torch.zeros((), device=x.device)
+            return x, x, z, z, torch.zeros((), device=x.device)
+        if self.uses_encoder_reference:
+            z, mean, std = self.encoder.sample_with_reference(x)
+            mean, std = mean.detach(), std.detach()
+            correction = diagonal_normal_log_prob(z, mean, std) - self.prior.log_prob(z)
+            return x, torch.cat([mean, std.log()], 1), z, (z - mean) / std, correction
         z = self.sample_posterior(x, self.hparams.contrast_samples)
         mean, std = gaussian_moments(z)
         correction = diagonal_normal_log_prob(z, mean, std) - self.prior.log_prob(z)
         x_rep = x.unsqueeze(0).expand(z.shape[0], *x.shape)
         flat = lambda t: t.reshape(-1, *t.shape[2:])
-        return flat(x_rep), flat(z), flat((z - mean) / std), flat(correction)
+        return flat(x_rep), flat(x_rep), flat(z), flat((z - mean) / std), flat(correction)
 
     def reference_sample(self, num_samples: int) -> Tensor:
         """Negatives of the discriminator: the prior, or ``N(0, I)`` under adaptive contrast."""
@@ -91,8 +131,8 @@ class PCAdv(ImplicitVI):
 
         for _ in range(self.hparams.aux_steps):
             with torch.no_grad():
-                x_q, _, z_q, _ = self.contrast(x)
-            t_q, t_p = self.logit(x_q, z_q), self.logit(x_q, self.reference_sample(x_q.shape[0]))
+                _, condition, _, z_q, _ = self.contrast(x)
+            t_q, t_p = self.logit(condition, z_q), self.logit(condition, self.reference_sample(z_q.shape[0]))
             loss_disc = ratio_loss(t_q, t_p)
             self.optimize(opt_disc, loss_disc)
 
@@ -106,5 +146,5 @@ class PCAdv(ImplicitVI):
 
     def elbo_estimate(self, x: Tensor) -> Tensor:
         """Plug-in ``log p(x|z) − T(x, z) − correction`` per ``q`` sample: an estimate, not a bound."""
-        x_q, z, z_contrast, correction = self.contrast(x)
-        return self.likelihood.log_prob(x_q, z) - self.logit(x_q, z_contrast) - correction
+        x_q, condition, z, z_contrast, correction = self.contrast(x)
+        return self.likelihood.log_prob(x_q, z) - self.logit(condition, z_contrast) - correction

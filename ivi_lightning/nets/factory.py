@@ -7,7 +7,8 @@ for each part it was not given. Architectures register a builder per kind with
 Options every builder receives (and may ignore): ``data_shape``, ``latent_dim``, ``hidden``,
 ``noise_dim``, ``noise_injection``, ``generator_act`` (activation of encoders and decoders).
 
-Kinds: ``implicit_encoder``, ``gaussian_encoder``, ``decoder``, ``discriminator`` (``T(x, z)``,
+Kinds: ``implicit_encoder``, ``gaussian_encoder``, ``location_scale_encoder`` (built from the
+architecture's ``gaussian_encoder`` for every architecture), ``decoder``, ``discriminator`` (``T(x, z)``,
 also used for joints), ``denoiser`` (``F(z̃; x)``).
 """
 from __future__ import annotations
@@ -42,6 +43,9 @@ def build_network(kind: str, architecture: str, **options) -> nn.Module:
     ...     __import__("torch").zeros(3, 4), __import__("torch").zeros(3, 2)).shape
     torch.Size([3])
     """
+    if kind == "location_scale_encoder" and (architecture, kind) not in _BUILDERS:
+        gaussian = build_network("gaussian_encoder", architecture, **options)
+        return mlp.LocationScaleEncoder(gaussian, options["latent_dim"], options.get("noise_dim", 8), act=options.get("generator_act", "silu"))
     try:
         builder = _BUILDERS[(architecture, kind)]
     except KeyError:

@@ -124,6 +124,52 @@ class GaussianPosterior(nn.Module):
         return mean + std * torch.randn_like(std)
 
 
+class LocationScaleEncoder(nn.Module):
+    """Implicit posterior in location–scale form, carrying its own Gaussian reference.
+
+    ``z = μ(x) + σ(x) ⊙ u`` with ``u = η + g(η, ε, μ, log σ)``, ``η ~ N(0, I)``, ``ε ~ N(0, I)``:
+    a Gaussian encoder's moments, and a small noise-fed network ``g`` that warps the standardised
+    noise into any shape — so ``q(z|x)`` is implicit. ``g``'s output layer starts at zero, so
+    training starts from the Gaussian ``N(μ, σ²)``. :meth:`sample_with_reference` also returns
+    ``(μ, σ)``: adaptive contrast (``PCAdv(adaptive_contrast=True)``) then contrasts ``q`` with
+    ``N(μ, σ²)`` from one sample per ``x``, instead of estimating moments from many.
+
+    Args:
+        gaussian: the location–scale part, any encoder with ``moments(x) -> (mean, std)``.
+        latent_dim: size of ``z``.
+        noise_dim: size of the extra noise ``ε``.
+        hidden: hidden sizes of ``g``.
+        act: activation of ``g``.
+
+    >>> enc = LocationScaleEncoder(GaussianEncoder(4, 2, hidden=(8,)), latent_dim=2, hidden=(8,))
+    >>> z, mean, std = enc.sample_with_reference(torch.zeros(3, 4))
+    >>> z.shape, mean.shape, bool((std > 0).all())
+    (torch.Size([3, 2]), torch.Size([3, 2]), True)
+    """
+
+    def __init__(self, gaussian: nn.Module, latent_dim: int, noise_dim: int = 8, hidden: Sequence[int] = (64,), act: str = "silu") -> None:
+        super().__init__()
+        if not hasattr(gaussian, "moments"):
+            raise ValueError(f"LocationScaleEncoder needs an encoder with moments(x) -> (mean, std), got {type(gaussian).__name__}")
+        if noise_dim <= 0:
+            raise ValueError(f"noise_dim must be positive, got {noise_dim}")
+        self.gaussian, self.latent_dim, self.noise_dim = gaussian, int(latent_dim), int(noise_dim)
+        self.warp = MLP(3 * self.latent_dim + self.noise_dim, self.latent_dim, hidden, act)
+        nn.init.zeros_(self.warp[-1].weight)
+        nn.init.zeros_(self.warp[-1].bias)
+
+    def sample_with_reference(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(z, mean, std)``: a draw of ``q(z|x)`` and the moments of its Gaussian reference."""
+        mean, std = self.gaussian.moments(x)
+        eta = torch.randn_like(mean)
+        eps = torch.randn(mean.shape[0], self.noise_dim, device=mean.device, dtype=mean.dtype)
+        u = eta + self.warp(torch.cat([eta, eps, mean, std.log()], 1))
+        return mean + std * u, mean, std
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.sample_with_reference(x)[0]
+
+
 class GaussianEncoder(GaussianPosterior):
     """Explicit diagonal-Gaussian posterior ``N(μ(x), σ(x)²)`` — the VAE baseline.
 

@@ -83,11 +83,12 @@ class PCAdv(ImplicitVI):
             t = t - (standard_normal_log_prob(z) if self.hparams.adaptive_contrast else self.prior.log_prob(z))
         return t
 
-    def contrast(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def contrast(self, x: Tensor, reference: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """``(x, condition, z, z_contrast, correction)``: ``q``'s samples and what the discriminator sees.
 
         The discriminator gets ``(condition, z_contrast)``; ``x`` (repeated to one row per
-        sample) goes with ``z`` to the likelihood.
+        sample) goes with ``z`` to the likelihood. ``reference``: the encoder's reference moments
+        for ``x`` when already computed (draws then cost only the encoder's small noise network).
 
         Without adaptive contrast: one ``z ~ q(z|x)`` per example, seen as is, no correction.
         With it: ``z`` standardised into ``z̃`` by the reference ``r(z|x) = N(mean, std²)``, and
@@ -108,7 +109,7 @@ class PCAdv(ImplicitVI):
             z = self.encoder(x)
             return x, x, z, z, torch.zeros((), device=x.device)
         if self.uses_encoder_reference:
-            z, mean, std = self.encoder.sample_with_reference(x)
+            z, mean, std = self.encoder.sample_with_reference(x, reference)
             mean, std = mean.detach(), std.detach()
             correction = diagonal_normal_log_prob(z, mean, std) - self.prior.log_prob(z)
             return x, torch.cat([mean, std.log()], 1), z, (z - mean) / std, correction
@@ -129,9 +130,11 @@ class PCAdv(ImplicitVI):
         x = self.batch_data(batch)
         opt_vi, opt_disc = self.optimizers()
 
+        with torch.no_grad():  # the encoder's reference is computed once for all discriminator steps
+            reference = self.encoder.reference_moments(x) if self.uses_encoder_reference else None
         for _ in range(self.hparams.aux_steps):
             with torch.no_grad():
-                _, condition, _, z_q, _ = self.contrast(x)
+                _, condition, _, z_q, _ = self.contrast(x, reference)
             t_q, t_p = self.logit(condition, z_q), self.logit(condition, self.reference_sample(z_q.shape[0]))
             loss_disc = ratio_loss(t_q, t_p)
             self.optimize(opt_disc, loss_disc)

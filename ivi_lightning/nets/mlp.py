@@ -158,9 +158,19 @@ class LocationScaleEncoder(nn.Module):
         nn.init.zeros_(self.warp[-1].weight)
         nn.init.zeros_(self.warp[-1].bias)
 
-    def sample_with_reference(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """``(z, mean, std)``: a draw of ``q(z|x)`` and the moments of its Gaussian reference."""
-        mean, std = self.gaussian.moments(x)
+    def reference_moments(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(mean, std)`` of the Gaussian reference ``N(μ(x), σ(x)²)``, not of ``q`` itself (so no
+        ``moments`` method: that marks an explicit Gaussian encoder, e.g. for the IWAE bound)."""
+        return self.gaussian.moments(x)
+
+    def sample_with_reference(self, x: Tensor, moments: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(z, mean, std)``: a draw of ``q(z|x)`` and the moments of its Gaussian reference.
+
+        Args:
+            x: a batch of data.
+            moments: ``self.reference_moments(x)`` if already computed: further draws then cost only ``g``.
+        """
+        mean, std = moments if moments is not None else self.gaussian.moments(x)
         eta = torch.randn_like(mean)
         eps = torch.randn(mean.shape[0], self.noise_dim, device=mean.device, dtype=mean.dtype)
         u = eta + self.warp(torch.cat([eta, eps, mean, std.log()], 1))

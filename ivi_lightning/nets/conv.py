@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ivi_lightning.distributions.base import DataShape, as_shape
 from ivi_lightning.nets.factory import register
 from ivi_lightning.nets.mlp import MLP, GaussianPosterior, activation
+from ivi_lightning.nets.joint import joint_noise_levels
 
 #: (base width, maximum width) of each registered convolutional architecture.
 WIDTHS = {"conv_small": (16, 64), "conv": (64, 512)}
@@ -384,12 +385,9 @@ class ConvJointDenoiser(nn.Module):
         act: str = "silu",
     ) -> None:
         super().__init__()
-        data_noise_std = noise_std if data_noise_std is None else data_noise_std
-        if noise_std <= 0 or data_noise_std <= 0:
-            raise ValueError(f"joint denoiser noise levels must be positive, got noise_std={noise_std}, data_noise_std={data_noise_std}")
+        self.noise_std, self.data_noise_std = joint_noise_levels(noise_std, data_noise_std)
         _check_positive(latent_dim=latent_dim)
         hidden = tuple(hidden) or (256,)
-        self.noise_std, self.data_noise_std = float(noise_std), float(data_noise_std)
         self.features = ConvFeatures(data_shape, base, max_width, act=act)
         self.trunk = nn.Sequential(MLP(self.features.out_features + latent_dim, hidden[-1], hidden[:-1], act), activation(act))
         self.out_z = nn.Linear(hidden[-1], latent_dim)

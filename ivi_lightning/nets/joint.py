@@ -13,6 +13,14 @@ from ivi_lightning.nets.factory import register
 from ivi_lightning.nets.mlp import MLP
 
 
+def joint_noise_levels(noise_std: float, data_noise_std: Optional[float]) -> Tuple[float, float]:
+    """``(noise_std, data_noise_std)`` of a joint denoiser, the data's defaulting to the latent's, both checked positive."""
+    data_noise_std = noise_std if data_noise_std is None else data_noise_std
+    if noise_std <= 0 or data_noise_std <= 0:
+        raise ValueError(f"joint denoiser noise levels must be positive, got noise_std={noise_std}, data_noise_std={data_noise_std}")
+    return float(noise_std), float(data_noise_std)
+
+
 class JointDenoiser(nn.Module):
     """Denoiser ``F(x̃, z̃) → (x, z)`` of joints corrupted on both blocks.
 
@@ -43,11 +51,8 @@ class JointDenoiser(nn.Module):
         act: str = "silu",
     ) -> None:
         super().__init__()
-        data_noise_std = noise_std if data_noise_std is None else data_noise_std
-        if noise_std <= 0 or data_noise_std <= 0:
-            raise ValueError(f"joint denoiser noise levels must be positive, got noise_std={noise_std}, data_noise_std={data_noise_std}")
+        self.noise_std, self.data_noise_std = joint_noise_levels(noise_std, data_noise_std)
         self.data_shape, self.latent_dim = as_shape(data_shape), int(latent_dim)
-        self.noise_std, self.data_noise_std = float(noise_std), float(data_noise_std)
         self.data_dim = math.prod(self.data_shape)
         self.net = MLP(self.data_dim + self.latent_dim, self.data_dim + self.latent_dim, hidden, act)
 

@@ -185,3 +185,17 @@ def test_rmd_needs_the_unroll_for_a_model_gradient():
         assert any(g is not None and g.abs().sum() > 0 for g in grads) == reaches, f"K={steps}"
     with pytest.raises(ValueError, match="model_gan_weight"):
         ivi.JCAdvRMD(latent_dim=2, data_shape=2, model_gan_weight=-1.0)
+
+
+MIXTURE_CONFIGS = ("configs/jc_adv/ring_ali.yaml", "configs/jc_adv/grid_ali.yaml", "configs/jc_adv_rmd/ring.yaml", "configs/jc_adv_rmd/grid.yaml")
+
+
+@pytest.mark.parametrize("config", MIXTURE_CONFIGS)
+def test_mixture_configs_run(config, tmp_path, monkeypatch):
+    # The shipped settings of README "Learning implicit models" (table b of benchmarks/jc_tables.py) parse and train.
+    import pathlib
+
+    from ivi_lightning.cli import main as cli_main
+
+    monkeypatch.chdir(pathlib.Path(__file__).resolve().parents[1])
+    cli_main(["fit", "--config", config, "--trainer.fast_dev_run", "2", "--trainer.default_root_dir", str(tmp_path), "--model.init_args.hidden", "[16]"])

@@ -25,15 +25,15 @@ class PCAdv(ImplicitVI):
 
     Args:
         discriminator: network ``(x, z) -> logit``; default the architecture's discriminator
-            (with the encoder's reference, an MLP taking ``(cat(mean, log std), z̃)``: see ``contrast``).
+            (with a location–scale encoder, an MLP taking ``(cat(μ, log σ), z̃)``: see ``contrast``).
         prior_aware: add ``−log p(z)`` (or ``−log N(z̃; 0, I)`` with adaptive contrast) to the
             network's output analytically, so it learns only the remainder.
-        adaptive_contrast: contrast ``q`` with a Gaussian ``r(z|x)`` close to it instead of the
-            prior. If the encoder has ``sample_with_reference(x) -> (z, mean, std)`` (the default
-            encoder with adaptive contrast, a :class:`~ivi_lightning.nets.LocationScaleEncoder`),
-            ``r`` is its own Gaussian reference, from one sample per ``x``; otherwise ``r``
-            matches moments estimated from ``contrast_samples`` samples per ``x`` (AVB).
-        contrast_samples: samples per ``x`` used to estimate those moments (other encoders).
+        adaptive_contrast: contrast ``q`` with a Gaussian ``r(z|x)`` of the same moments instead
+            of the prior (AVB), the moments estimated from ``contrast_samples`` draws per ``x``.
+            With a location–scale encoder (the default encoder then, a
+            :class:`~ivi_lightning.nets.LocationScaleEncoder`) those draws cost only its small
+            noise network and the discriminator is a small MLP (see ``contrast``).
+        contrast_samples: draws per ``x`` for those moments.
         aux_steps: discriminator updates per encoder update (3 measured best on the toys:
             with 1 the discriminator lags and ``q`` piles onto its blind spots).
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
@@ -53,24 +53,24 @@ class PCAdv(ImplicitVI):
     ) -> None:
         self.needs_prior_density = prior_aware or adaptive_contrast
         super().__init__(aux_steps=aux_steps, **kwargs)
-        if adaptive_contrast and contrast_samples < 2 and not self.uses_encoder_reference:
+        if adaptive_contrast and contrast_samples < 2:
             raise ValueError(f"adaptive_contrast needs contrast_samples >= 2 to estimate moments, got {contrast_samples}")
         self.discriminator = discriminator if discriminator is not None else self.default_discriminator()
 
     @property
     def uses_encoder_reference(self) -> bool:
-        """Adaptive contrast against the encoder's own Gaussian reference (see ``contrast``)."""
-        return self.hparams.adaptive_contrast and hasattr(self.encoder, "sample_with_reference")
+        """Adaptive contrast through a location–scale encoder's ``(μ, σ)`` and cheap draws of ``u`` (see ``contrast``)."""
+        return self.hparams.adaptive_contrast and hasattr(self.encoder, "warped_noise")
 
     def default_discriminator(self) -> nn.Module:
         if self.uses_encoder_reference:
-            # It sees (reference moments, z̃): a small MLP whatever the data, however large the images.
+            # It sees ((μ, log σ), z̃): a small MLP whatever the data, however large the images.
             hidden = self.hidden if self.hparams.architecture == "mlp" else (256, 256)
             return build_network("discriminator", "mlp", data_shape=(2 * self.latent_dim,), latent_dim=self.latent_dim, hidden=hidden)
         return self.build_network("discriminator")
 
     def default_encoder(self) -> nn.Module:
-        # Adaptive contrast from one sample per x needs an encoder that reports its Gaussian reference.
+        # Adaptive contrast is cheap with an encoder whose extra draws per x cost only a small network.
         return self.build_network("location_scale_encoder" if self.hparams.adaptive_contrast else "implicit_encoder")
 
     def auxiliary_networks(self) -> list:
@@ -87,32 +87,35 @@ class PCAdv(ImplicitVI):
         """``(x, condition, z, z_contrast, correction)``: ``q``'s samples and what the discriminator sees.
 
         The discriminator gets ``(condition, z_contrast)``; ``x`` (repeated to one row per
-        sample) goes with ``z`` to the likelihood. ``reference``: the encoder's reference moments
-        for ``x`` when already computed (draws then cost only the encoder's small noise network).
+        sample) goes with ``z`` to the likelihood.
 
         Without adaptive contrast: one ``z ~ q(z|x)`` per example, seen as is, no correction.
-        With it: ``z`` standardised into ``z̃`` by the reference ``r(z|x) = N(mean, std²)``, and
-        the correction ``log r(z|x) − log p(z)`` that turns ``T(x, z̃)`` back into
-        ``log q(z|x) − log p(z)``. Either way the reference's moments are held fixed (gradients
-        stopped): the log-ratio estimate is a frozen function of ``z``, as the encoder's
-        gradient requires.
+        With it: ``z`` standardised into ``z̃`` by a Gaussian ``r(z|x)`` with ``q``'s moments for
+        this ``x``, estimated from ``contrast_samples`` draws and held fixed (gradients stopped:
+        the log-ratio estimate is then a frozen function of ``z``, as the encoder's gradient
+        requires), and the correction ``log r(z|x) − log p(z)`` that turns ``T(x, z̃)`` back into
+        ``log q(z|x) − log p(z)``. Because ``r`` has ``q``'s actual spread, its score resists a
+        collapsing ``q`` analytically; ``T`` only has to learn the shape.
 
-        * The encoder's own reference (one sample per example): its standardised noise
-          ``z̃ = η + g(η, ε, mean, log std)`` depends on ``x`` only through ``(mean, log std)``,
-          so ``log q(z̃|x)`` is a function of ``(mean, log std, z̃)`` and the discriminator is
-          given those in place of ``x`` (the first returned tensor): a low-dimensional problem,
-          and a small network however large the images.
-        * AVB's moments of ``contrast_samples`` samples per example, the discriminator seeing
-          ``x`` (all flattened to one row per sample).
+        * Location–scale encoder, ``z = μ + σ ⊙ u``: the moments are those of ``contrast_samples``
+          draws of ``u`` (only the small network ``g`` runs per draw; ``(μ, σ)`` may be passed in
+          as ``reference``), one draw per example is returned, and since ``u`` depends on ``x``
+          only through ``(μ, log σ)`` the discriminator gets those in place of ``x`` (the
+          ``condition``): a low-dimensional problem and a small network, whatever the images.
+        * Other encoders (AVB): ``contrast_samples`` full encoder passes per example, all
+          returned (flattened to one row per sample), the discriminator seeing ``x``.
         """
         if not self.hparams.adaptive_contrast:
             z = self.encoder(x)
             return x, x, z, z, torch.zeros((), device=x.device)
         if self.uses_encoder_reference:
-            z, mean, std = self.encoder.sample_with_reference(x, reference)
-            mean, std = mean.detach(), std.detach()
-            correction = diagonal_normal_log_prob(z, mean, std) - self.prior.log_prob(z)
-            return x, torch.cat([mean, std.log()], 1), z, (z - mean) / std, correction
+            mean, std = reference if reference is not None else self.encoder.location_scale(x)
+            u = self.encoder.warped_noise(mean, std, self.hparams.contrast_samples)
+            u_mean, u_std = gaussian_moments(u)
+            z = mean + std * u[0]
+            r_mean, r_std = mean.detach() + std.detach() * u_mean, std.detach() * u_std
+            correction = diagonal_normal_log_prob(z, r_mean, r_std) - self.prior.log_prob(z)
+            return x, torch.cat([mean, std.log()], 1).detach(), z, (z - r_mean) / r_std, correction
         z = self.sample_posterior(x, self.hparams.contrast_samples)
         mean, std = gaussian_moments(z)
         correction = diagonal_normal_log_prob(z, mean, std) - self.prior.log_prob(z)
@@ -131,7 +134,7 @@ class PCAdv(ImplicitVI):
         opt_vi, opt_disc = self.optimizers()
 
         with torch.no_grad():  # the encoder's reference is computed once for all discriminator steps
-            reference = self.encoder.reference_moments(x) if self.uses_encoder_reference else None
+            reference = self.encoder.location_scale(x) if self.uses_encoder_reference else None
         for _ in range(self.hparams.aux_steps):
             with torch.no_grad():
                 _, condition, _, z_q, _ = self.contrast(x, reference)

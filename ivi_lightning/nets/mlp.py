@@ -125,14 +125,14 @@ class GaussianPosterior(nn.Module):
 
 
 class LocationScaleEncoder(nn.Module):
-    """Implicit posterior in location–scale form, carrying its own Gaussian reference.
+    """Implicit posterior in location–scale form: ``z = μ(x) + σ(x) ⊙ u``.
 
-    ``z = μ(x) + σ(x) ⊙ u`` with ``u = η + g(η, ε, μ, log σ)``, ``η ~ N(0, I)``, ``ε ~ N(0, I)``:
-    a Gaussian encoder's moments, and a small noise-fed network ``g`` that warps the standardised
-    noise into any shape — so ``q(z|x)`` is implicit. ``g``'s output layer starts at zero, so
-    training starts from the Gaussian ``N(μ, σ²)``. :meth:`sample_with_reference` also returns
-    ``(μ, σ)``: adaptive contrast (``PCAdv(adaptive_contrast=True)``) then contrasts ``q`` with
-    ``N(μ, σ²)`` from one sample per ``x``, instead of estimating moments from many.
+    ``u = η + g(η, ε, μ, log σ)``, ``η ~ N(0, I)``, ``ε ~ N(0, I)``: a Gaussian encoder's moments,
+    and a small noise-fed network ``g`` that warps the standardised noise into any shape — so
+    ``q(z|x)`` is implicit. ``g``'s output layer starts at zero, so training starts from the
+    Gaussian ``N(μ, σ²)``. ``u`` depends on ``x`` only through ``(μ, log σ)``, and further draws
+    of it for the same ``x`` cost only ``g``: adaptive contrast (``PCAdv(adaptive_contrast=True)``)
+    uses both (see :meth:`PCAdv.contrast <ivi_lightning.PCAdv.contrast>`).
 
     Args:
         gaussian: the location–scale part, any encoder with ``moments(x) -> (mean, std)``.
@@ -142,9 +142,9 @@ class LocationScaleEncoder(nn.Module):
         act: activation of ``g``.
 
     >>> enc = LocationScaleEncoder(GaussianEncoder(4, 2, hidden=(8,)), latent_dim=2, hidden=(8,))
-    >>> z, mean, std = enc.sample_with_reference(torch.zeros(3, 4))
-    >>> z.shape, mean.shape, bool((std > 0).all())
-    (torch.Size([3, 2]), torch.Size([3, 2]), True)
+    >>> mean, std = enc.location_scale(torch.zeros(3, 4))
+    >>> enc.warped_noise(mean, std, num_samples=5).shape, enc(torch.zeros(3, 4)).shape
+    (torch.Size([5, 3, 2]), torch.Size([3, 2]))
     """
 
     def __init__(self, gaussian: nn.Module, latent_dim: int, noise_dim: int = 8, hidden: Sequence[int] = (64,), act: str = "silu") -> None:
@@ -158,26 +158,21 @@ class LocationScaleEncoder(nn.Module):
         nn.init.zeros_(self.warp[-1].weight)
         nn.init.zeros_(self.warp[-1].bias)
 
-    def reference_moments(self, x: Tensor) -> Tuple[Tensor, Tensor]:
-        """``(mean, std)`` of the Gaussian reference ``N(μ(x), σ(x)²)``, not of ``q`` itself (so no
-        ``moments`` method: that marks an explicit Gaussian encoder, e.g. for the IWAE bound)."""
+    def location_scale(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(μ(x), σ(x))``, each ``[batch, latent_dim]``. Not the moments of ``q`` (``u`` is not
+        standard), hence not named ``moments``: that marks an explicit Gaussian encoder (IWAE)."""
         return self.gaussian.moments(x)
 
-    def sample_with_reference(self, x: Tensor, moments: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor]:
-        """``(z, mean, std)``: a draw of ``q(z|x)`` and the moments of its Gaussian reference.
-
-        Args:
-            x: a batch of data.
-            moments: ``self.reference_moments(x)`` if already computed: further draws then cost only ``g``.
-        """
-        mean, std = moments if moments is not None else self.gaussian.moments(x)
-        eta = torch.randn_like(mean)
-        eps = torch.randn(mean.shape[0], self.noise_dim, device=mean.device, dtype=mean.dtype)
-        u = eta + self.warp(torch.cat([eta, eps, mean, std.log()], 1))
-        return mean + std * u, mean, std
+    def warped_noise(self, mean: Tensor, std: Tensor, num_samples: int = 1) -> Tensor:
+        """``num_samples`` draws of ``u`` per example given ``(μ, σ)``: ``[num_samples, batch, latent_dim]``."""
+        eta = torch.randn(num_samples, *mean.shape, device=mean.device, dtype=mean.dtype)
+        eps = torch.randn(num_samples, mean.shape[0], self.noise_dim, device=mean.device, dtype=mean.dtype)
+        context = torch.cat([mean, std.log()], 1).expand(num_samples, *mean.shape[:1], 2 * self.latent_dim)
+        return eta + self.warp(torch.cat([eta, eps, context], -1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.sample_with_reference(x)[0]
+        mean, std = self.location_scale(x)
+        return mean + std * self.warped_noise(mean, std)[0]
 
 
 class GaussianEncoder(GaussianPosterior):

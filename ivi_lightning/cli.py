@@ -33,5 +33,14 @@ def main(args=None) -> IVICLI:
     )
 
 
-if __name__ == "__main__":
+def console_main() -> None:
+    """The ``ivi`` console script: :func:`main` on ``sys.argv``, returning nothing.
+
+    (The script wrapper calls ``sys.exit(console_main())``: returning the CLI object would print
+    it and exit with status 1 after a successful run.)
+    """
     main()
+
+
+if __name__ == "__main__":
+    console_main()

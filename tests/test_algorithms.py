@@ -117,6 +117,25 @@ def test_cli_config_fast_dev_run(config, tmp_path, monkeypatch):
     cli_main(["fit", "--config", config, "--trainer.fast_dev_run", "2", "--trainer.default_root_dir", str(tmp_path), "--model.init_args.hidden", "[16]"])
 
 
+def test_console_script_exits_zero_after_a_successful_run(tmp_path, monkeypatch):
+    """The `ivi` script as installed (setup.cfg's entry point, called the way its wrapper does)."""
+    import configparser
+    import importlib
+    import sys
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    target = dict(line.split("=", 1) for line in config["options.entry_points"]["console_scripts"].strip().splitlines())["ivi "].strip()
+    module, function = target.split(":")
+    entry = getattr(importlib.import_module(module), function)
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", ["ivi", "fit", "--config", "configs/pc_adv/explaining_away.yaml", "--trainer.fast_dev_run", "1",
+                                      "--trainer.default_root_dir", str(tmp_path), "--model.init_args.hidden", "[8]"])
+    with pytest.raises(SystemExit) as exit_info:
+        sys.exit(entry())
+    assert exit_info.value.code in (None, 0)
+
+
 def test_cli_prints_config_with_linked_data_shape(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     with pytest.raises(SystemExit):

@@ -32,7 +32,7 @@ ALGORITHMS = {
     "VAE": (VAE, {}),
     "PCAdv": (PCAdv, {}),
     # Adaptive contrast against the location-scale encoder's own Gaussian reference; its discriminator
-    # is a small MLP on (reference moments, z̃), so six steps per update cost little (measured best of 3/6/10).
+    # is a small MLP on ((μ, log σ), z̃), so six steps per update cost little (best of 3/6/10 for an earlier variant, seed 0).
     "PCAdv+AC": (PCAdv, {"adaptive_contrast": True, "aux_steps": 6}),
     "PCDen": (PCDen, {}),
     "JCAdv": (JCAdv, {}),

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from datamodules.toy2d import _BatchedTensors
-from ivi_lightning.data import ResumableBatchSampler, ResumableLoader
+from ivi_lightning.data import resumable_loader
 
 #: IDX file names of each split, as torchvision's ``MNIST`` stores them under ``MNIST/raw``.
 MNIST_FILES = {
@@ -222,11 +222,8 @@ class MNISTDataModule(pl.LightningDataModule):
             raise RuntimeError("MNISTDataModule: call setup() (the Trainer does) before asking for a data loader")
         if shuffle and len(dataset) < self.batch_size:
             raise ValueError(f"batch_size={self.batch_size} exceeds the {len(dataset)} training images: lower batch_size")
-        # The sampler yields whole index tensors and the dataset gathers (and binarises) each batch at
-        # once; the order is seeded, split between ranks, and resumes mid-epoch from a checkpoint.
-        seed = self.seed + int(os.environ.get("PL_GLOBAL_SEED", 0))  # seed_everything's seed, as Lightning's samplers
-        sampler = ResumableBatchSampler(len(dataset), self.batch_size, shuffle=shuffle, drop_last=shuffle, seed=seed)
-        return ResumableLoader(dataset, sampler, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        # Whole batches gathered (and binarised) by index tensors, in a seeded order that resumes mid-epoch.
+        return resumable_loader(dataset, self.batch_size, shuffle, self.seed, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional, Tuple
 
 import pytorch_lightning as pl
@@ -10,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from ivi_lightning.data import ResumableBatchSampler, ResumableLoader
+from ivi_lightning.data import resumable_loader
 from ivi_lightning.distributions import Likelihood, NormalPrior, Prior, StandardNormalPrior
 
 
@@ -120,11 +119,8 @@ class Toy2DDataModule(pl.LightningDataModule):
             self.val_set = _BatchedTensors(self.generate(max(self.num_samples // 4, self.batch_size), generator))
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
-        # The sampler yields whole index tensors and the dataset gathers them at once. Its order is
-        # seeded (the same on every rank, split between them) and resumes mid-epoch from a checkpoint.
-        seed = self.seed + int(os.environ.get("PL_GLOBAL_SEED", 0))  # seed_everything's seed, as Lightning's samplers
-        sampler = ResumableBatchSampler(len(dataset), self.batch_size, shuffle=shuffle, drop_last=shuffle, seed=seed)
-        return ResumableLoader(dataset, sampler)
+        # Whole batches gathered by index tensors, in a seeded order that resumes mid-epoch.
+        return resumable_loader(dataset, self.batch_size, shuffle, self.seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -1,6 +1,7 @@
 """Batch order that is the same on every rank, split between ranks, and resumable mid-epoch."""
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, Iterator, List, Optional
 
 import torch
@@ -123,3 +124,21 @@ class ResumableLoader(DataLoader):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Resume the sampler at ``state``."""
         self.sampler.load_state_dict(state)
+
+
+def resumable_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, **kwargs: Any) -> ResumableLoader:
+    """A :class:`ResumableLoader` over ``dataset`` whose batches are gathered whole by index tensors.
+
+    The order is seeded by ``seed`` plus ``seed_everything``'s seed (as Lightning's own samplers),
+    the same on every rank and split between them; training drops the last incomplete batch.
+
+    Args:
+        dataset: a dataset whose ``__getitem__`` takes a ``LongTensor`` of indices.
+        batch_size: examples per batch on each rank.
+        shuffle: a new permutation every epoch (training) or the stored order (evaluation).
+        seed: the data module's seed.
+        **kwargs: other ``DataLoader`` arguments (``num_workers``, ...).
+    """
+    seed = seed + int(os.environ.get("PL_GLOBAL_SEED", 0))
+    sampler = ResumableBatchSampler(len(dataset), batch_size, shuffle=shuffle, drop_last=shuffle, seed=seed)
+    return ResumableLoader(dataset, sampler, **kwargs)

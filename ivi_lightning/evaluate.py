@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -85,7 +85,7 @@ def evaluate(
     schedule: str = "sigmoid",
     device: Optional[str] = None,
     progress: bool = False,
-) -> Dict[str, float]:
+) -> Dict[str, Any]:
     """AIS (and IWAE) log-likelihood of ``model`` on up to ``max_examples`` examples of ``dataloader``.
 
     Args:

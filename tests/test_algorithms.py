@@ -38,7 +38,7 @@ def test_adaptive_contrast_with_sample_moments_runs_and_estimates_elbo(tmp_path)
     dm = Toy2DDataModule("four_points", num_samples=512, batch_size=64)
     encoder = ImplicitEncoder(4, 2, hidden=(32,))
     model = PCAdv(latent_dim=2, data_shape=4, adaptive_contrast=True, contrast_samples=4, hidden=(32,), encoder=encoder)
-    assert not model.uses_encoder_reference
+    assert not model.uses_location_scale
     quiet_trainer(tmp_path, fast_dev_run=2).fit(model, dm)
     assert model.elbo_estimate(torch.eye(4)).shape == (4 * 4,)
 
@@ -61,7 +61,7 @@ def test_location_scale_contrast_tracks_q_actual_spread():
     """
     encoder = _FixedWarp(3, lambda shape: 0.2 * torch.randn(shape))
     model = PCAdv(latent_dim=3, data_shape=4, adaptive_contrast=True, prior_aware=False, contrast_samples=256, hidden=(16,), encoder=encoder)
-    assert model.uses_encoder_reference
+    assert model.uses_location_scale
     for p in model.discriminator.parameters():
         torch.nn.init.zeros_(p)
     x = torch.rand(1000, 4).bernoulli()

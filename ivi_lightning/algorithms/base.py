@@ -403,7 +403,7 @@ class ImplicitVI(pl.LightningModule):
         """The networks an optimizer trains, e.g. ``"discriminator"`` or ``"encoder+likelihood"``."""
         raw = getattr(optimizer, "optimizer", optimizer)
         if id(raw) not in self._optimizer_names:
-            params = {id(p) for group in raw.param_groups for p in group["params"]}
+            params = {id(p) for p in self._optimizer_params(raw)}
             names = [n for n, m in self.named_children() if any(id(p) in params for p in m.parameters())]
             self._optimizer_names[id(raw)] = "+".join(names) or "unnamed"
         return self._optimizer_names[id(raw)]

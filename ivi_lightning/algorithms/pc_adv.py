@@ -58,12 +58,12 @@ class PCAdv(ImplicitVI):
         self.discriminator = discriminator if discriminator is not None else self.default_discriminator()
 
     @property
-    def uses_encoder_reference(self) -> bool:
+    def uses_location_scale(self) -> bool:
         """Adaptive contrast through a location–scale encoder's ``(μ, σ)`` and cheap draws of ``u`` (see ``contrast``)."""
         return self.hparams.adaptive_contrast and hasattr(self.encoder, "warped_noise")
 
     def default_discriminator(self) -> nn.Module:
-        if self.uses_encoder_reference:
+        if self.uses_location_scale:
             # It sees ((μ, log σ), z̃): a small MLP whatever the data, however large the images.
             hidden = self.hidden if self.hparams.architecture == "mlp" else (256, 256)
             return build_network("discriminator", "mlp", data_shape=(2 * self.latent_dim,), latent_dim=self.latent_dim, hidden=hidden)
@@ -83,7 +83,7 @@ class PCAdv(ImplicitVI):
             t = t - (standard_normal_log_prob(z) if self.hparams.adaptive_contrast else self.prior.log_prob(z))
         return t
 
-    def contrast(self, x: Tensor, reference: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def contrast(self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """``(x, condition, z, z_contrast, correction)``: ``q``'s samples and what the discriminator sees.
 
         The discriminator gets ``(condition, z_contrast)``; ``x`` (repeated to one row per
@@ -99,7 +99,7 @@ class PCAdv(ImplicitVI):
 
         * Location–scale encoder, ``z = μ + σ ⊙ u``: the moments are those of ``contrast_samples``
           draws of ``u`` (only the small network ``g`` runs per draw; ``(μ, σ)`` may be passed in
-          as ``reference``), one draw per example is returned, and since ``u`` depends on ``x``
+          as ``location_scale``), one draw per example is returned, and since ``u`` depends on ``x``
           only through ``(μ, log σ)`` the discriminator gets those in place of ``x`` (the
           ``condition``): a low-dimensional problem and a small network, whatever the images.
         * Other encoders (AVB): ``contrast_samples`` full encoder passes per example, all
@@ -108,14 +108,14 @@ class PCAdv(ImplicitVI):
         if not self.hparams.adaptive_contrast:
             z = self.encoder(x)
             return x, x, z, z, torch.zeros((), device=x.device)
-        if self.uses_encoder_reference:
-            mean, std = reference if reference is not None else self.encoder.location_scale(x)
+        if self.uses_location_scale:
+            mean, std = location_scale if location_scale is not None else self.encoder.location_scale(x)
             u = self.encoder.warped_noise(mean, std, self.hparams.contrast_samples)
             u_mean, u_std = gaussian_moments(u)
             z = mean + std * u[0]
             r_mean, r_std = mean.detach() + std.detach() * u_mean, std.detach() * u_std
             correction = diagonal_normal_log_prob(z, r_mean, r_std) - self.prior.log_prob(z)
-            return x, torch.cat([mean, std.log()], 1).detach(), z, (z - r_mean) / r_std, correction
+            return x, self.encoder.context(mean, std).detach(), z, (z - r_mean) / r_std, correction
         z = self.sample_posterior(x, self.hparams.contrast_samples)
         mean, std = gaussian_moments(z)
         correction = diagonal_normal_log_prob(z, mean, std) - self.prior.log_prob(z)
@@ -133,11 +133,11 @@ class PCAdv(ImplicitVI):
         x = self.batch_data(batch)
         opt_vi, opt_disc = self.optimizers()
 
-        with torch.no_grad():  # the encoder's reference is computed once for all discriminator steps
-            reference = self.encoder.location_scale(x) if self.uses_encoder_reference else None
+        with torch.no_grad():  # a location-scale encoder's (μ, σ), computed once for all discriminator steps
+            location_scale = self.encoder.location_scale(x) if self.uses_location_scale else None
         for _ in range(self.hparams.aux_steps):
             with torch.no_grad():
-                _, condition, _, z_q, _ = self.contrast(x, reference)
+                _, condition, _, z_q, _ = self.contrast(x, location_scale)
             t_q, t_p = self.logit(condition, z_q), self.logit(condition, self.reference_sample(z_q.shape[0]))
             loss_disc = ratio_loss(t_q, t_p)
             self.optimize(opt_disc, loss_disc)

@@ -163,11 +163,16 @@ class LocationScaleEncoder(nn.Module):
         standard), hence not named ``moments``: that marks an explicit Gaussian encoder (IWAE)."""
         return self.gaussian.moments(x)
 
+    @staticmethod
+    def context(mean: Tensor, std: Tensor) -> Tensor:
+        """``cat(μ, log σ)``: all ``g`` knows of ``x``, so all a discriminator of ``u`` needs of it."""
+        return torch.cat([mean, std.log()], 1)
+
     def warped_noise(self, mean: Tensor, std: Tensor, num_samples: int = 1) -> Tensor:
         """``num_samples`` draws of ``u`` per example given ``(μ, σ)``: ``[num_samples, batch, latent_dim]``."""
         eta = torch.randn(num_samples, *mean.shape, device=mean.device, dtype=mean.dtype)
         eps = torch.randn(num_samples, mean.shape[0], self.noise_dim, device=mean.device, dtype=mean.dtype)
-        context = torch.cat([mean, std.log()], 1).expand(num_samples, *mean.shape[:1], 2 * self.latent_dim)
+        context = self.context(mean, std).expand(num_samples, *mean.shape[:1], 2 * self.latent_dim)
         return eta + self.warp(torch.cat([eta, eps, context], -1))
 
     def forward(self, x: Tensor) -> Tensor:

@@ -87,3 +87,45 @@ def test_dynamic_binarisation_is_bernoulli_of_the_grey_levels():
     assert set(x.unique().tolist()) <= {0.0, 1.0} and x.dtype == torch.float32
     assert bool((x[:32] == 1).all())  # grey level 255: always on
     assert abs(float(x[32:].mean()) - 64 / 255) < 0.01
+
+
+class _CountBackward(pl.Callback):
+    """A callback that relies on Lightning's backward hook: its presence must keep Lightning's path."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self.calls += 1
+
+
+def _train_pc_adv(tmp_path, callbacks=(), force_lightning_path=False):
+    torch.manual_seed(0)
+    model = PCAdv(latent_dim=2, data_shape=1, learn_model=True, hidden=(16,), aux_steps=2, grad_clip=0.5)
+    if force_lightning_path:
+        model._hooks_are_pass_through = lambda: False
+    trainer = pl.Trainer(
+        max_steps=30, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, default_root_dir=tmp_path, callbacks=list(callbacks),
+    )
+    trainer.fit(model, Toy2DDataModule("explaining_away", num_samples=256, batch_size=32, seed=0))
+    return model, trainer
+
+
+def test_direct_updates_equal_lightnings_backward_and_step(tmp_path):
+    """On one CPU with no hook-using callbacks, optimize() skips Lightning's plumbing: same numbers, steps, clipping."""
+    model, trainer = _train_pc_adv(tmp_path)
+    assert model._hooks_are_pass_through()
+    reference, reference_trainer = _train_pc_adv(tmp_path, force_lightning_path=True)
+    assert trainer.global_step == reference_trainer.global_step == 30
+    for (name, p), q in zip(model.state_dict().items(), reference.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    for opt, ref_opt in zip(trainer.optimizers, reference_trainer.optimizers):
+        assert opt.state_dict()["state"][0]["step"] == ref_opt.state_dict()["state"][0]["step"]
+
+
+def test_a_callback_using_backward_hooks_keeps_lightnings_path(tmp_path):
+    counter = _CountBackward()
+    model, trainer = _train_pc_adv(tmp_path, callbacks=[counter])
+    assert not model._hooks_are_pass_through()
+    assert counter.calls == 30  # every optimizer step's backward reached the callback

@@ -23,6 +23,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/overhead.py                 # toy and mnist, every algorithm
     OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --algorithms PCAdv --rounds 3
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --update-path-ab   # + lean without the update shortcut
 """
 from __future__ import annotations
 
@@ -294,8 +295,16 @@ class _Timer(pl.Callback):
             trainer.should_stop = True
 
 
-def time_lightning(model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int, progress_bar: bool, root: str) -> Tuple[float, float]:
-    """``(wall, cpu)`` iterations per second of ``Trainer.fit`` (TensorBoard logger), after ``warmup`` iterations."""
+def time_lightning(
+    model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int, progress_bar: bool, root: str, direct_updates: bool = True
+) -> Tuple[float, float]:
+    """``(wall, cpu)`` iterations per second of ``Trainer.fit`` (TensorBoard logger), after ``warmup`` iterations.
+
+    ``direct_updates=False`` keeps Lightning's backward/step plumbing even where ``ImplicitVI``
+    would skip it (see ``ImplicitVI._hooks_are_pass_through``): the A/B of that shortcut.
+    """
+    if not direct_updates:
+        model._hooks_are_pass_through = lambda: False
     timer = _Timer(warmup, iters)
     trainer = pl.Trainer(
         max_epochs=-1, accelerator="cpu", devices=1, logger=TensorBoardLogger(root, name="overhead"),
@@ -304,8 +313,11 @@ def time_lightning(model: pl.LightningModule, dm: pl.LightningDataModule, warmup
     )
     sink = io.StringIO()
     # The progress bar is drawn (its cost counts) but not shown.
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        trainer.fit(model, dm)
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            trainer.fit(model, dm)
+    finally:
+        model.__dict__.pop("_hooks_are_pass_through", None)
     return _rates(iters, timer.t0, timer.t1)
 
 
@@ -318,6 +330,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--data_dir", default=os.environ.get("MNIST_DIR", "/work/shared/data" if os.path.isdir("/work/shared/data") else "data"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--wall", action="store_true", help="report wall-clock rates instead of CPU-time rates")
+    parser.add_argument("--update-path-ab", action="store_true", help="also time lean with Lightning's backward/step plumbing kept")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -327,8 +340,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"lightning {pl.__version__}, threads {torch.get_num_threads()}, log_every_n_steps {LOG_EVERY}, "
           f"rates per {'wall' if args.wall else 'CPU'} second")
-    print("| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |")
-    print("|---|---|---|---|---|---|---|")
+    ab = args.update_path_ab
+    print("| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |" + (" lean, Lightning's update path / plain |" if ab else ""))
+    print("|---|---|---|---|---|---|---|" + ("---|" if ab else ""))
     with tempfile.TemporaryDirectory() as root:
         for profile in args.profiles:
             dm = make_data(profile, args.data_dir)
@@ -338,16 +352,18 @@ def main(argv: Optional[List[str]] = None) -> None:
                 # Calibrate: iterations that take about `seconds` on the plain loop.
                 rate = time_plain(model, dm, warmup=3, iters=5)[1]
                 iters, warmup = max(10, int(args.seconds * rate)), max(5, int(0.2 * args.seconds * rate))
-                rates: Dict[str, List[float]] = {"plain": [], "lean": [], "defaults": []}
+                rates: Dict[str, List[float]] = {"plain": [], "lean": [], "defaults": [], "lightning_updates": []}
                 pick = 0 if args.wall else 1
                 for _ in range(args.rounds):
                     rates["plain"].append(time_plain(model, dm, warmup, iters)[pick])
                     rates["lean"].append(time_lightning(model, dm, warmup, iters, False, root)[pick])
                     rates["defaults"].append(time_lightning(model, dm, warmup, iters, True, root)[pick])
+                    if ab:
+                        rates["lightning_updates"].append(time_lightning(model, dm, warmup, iters, False, root, direct_updates=False)[pick])
                 ratio = lambda k: statistics.median(a / b for a, b in zip(rates[k], rates["plain"]))
-                med = {k: statistics.median(v) for k, v in rates.items()}
+                med = {k: statistics.median(v) for k, v in rates.items() if v}
                 print(f"| {profile} | {name} | {med['plain']:.1f} | {med['lean']:.1f} | {med['defaults']:.1f} | "
-                      f"{ratio('lean'):.3f} | {ratio('defaults'):.3f} |", flush=True)
+                      f"{ratio('lean'):.3f} | {ratio('defaults'):.3f} |" + (f" {ratio('lightning_updates'):.3f} |" if ab else ""), flush=True)
 
 
 if __name__ == "__main__":

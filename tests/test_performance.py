@@ -1,4 +1,6 @@
 """The performance options: logging cadence, CompileNetworks, fast dynamic binarisation (no timings)."""
+import copy
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -129,3 +131,23 @@ def test_a_callback_using_backward_hooks_keeps_lightnings_path(tmp_path):
     model, trainer = _train_pc_adv(tmp_path, callbacks=[counter])
     assert not model._hooks_are_pass_through()
     assert counter.calls == 30  # every optimizer step's backward reached the callback
+
+
+def test_optimizers_are_fused_adam_with_the_default_adams_updates():
+    torch.manual_seed(0)
+    model = PCAdv(latent_dim=2, data_shape=1, hidden=(16,))
+    reference = copy.deepcopy(model)
+    twin = dict(zip(model.parameters(), reference.parameters()))
+    fused = model.configure_optimizers()
+    assert all(opt.defaults["fused"] for opt in fused)
+    default = [torch.optim.Adam([twin[p] for p in opt.param_groups[0]["params"]], lr=opt.defaults["lr"], betas=opt.defaults["betas"]) for opt in fused]
+    for _ in range(20):
+        for net, optimizers in ((model, fused), (reference, default)):
+            loss = sum(p.sin().square().sum() for p in net.parameters())
+            for opt in optimizers:
+                opt.zero_grad()
+            loss.backward()
+            for opt in optimizers:
+                opt.step()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q)

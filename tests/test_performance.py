@@ -151,3 +151,15 @@ def test_optimizers_are_fused_adam_with_the_default_adams_updates():
                 opt.step()
     for p, q in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_overhead_benchmark_prints_its_table(capsys, monkeypatch):
+    """benchmarks/overhead.py runs end to end (tiny timings: this checks the script, not the speed)."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import overhead
+
+    overhead.main(["--profiles", "toy", "--algorithms", "VAE", "--rounds", "1", "--seconds", "0.01", "--update-path-ab"])
+    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| toy | VAE |")]
+    assert len(row) == 1 and len(row[0].strip("|").split("|")) == 8, row

@@ -238,12 +238,12 @@ class ImplicitVI(pl.LightningModule):
 
         ``manual_backward`` and ``LightningOptimizer.step`` pass each update through the strategy,
         the precision plugin and every callback's ``on_before_backward`` / ``on_after_backward`` /
-        ``on_before_optimizer_step`` hooks: 1.2% of a toy VAE step and 3.4% of a toy PCAdv step (four updates) on a CPU, measured
-        A/B with this path on and off. On one device, in full precision, with no profiler and
-        no callback or override of those hooks, all of that reduces to ``loss.backward()`` and
-        ``optimizer.step()``; :meth:`optimize` then calls them directly (still counting the step and
-        still calling this module's ``on_before_optimizer_step``, which clips). Anything else keeps
-        Lightning's path.
+        ``on_before_optimizer_step`` hooks: 1.2% of a toy VAE step and 3.4% of a toy PCAdv step
+        (four updates) on a CPU, measured A/B with this path on and off. On one device, in full
+        precision, with no profiler and no callback or override of those hooks, all of that
+        reduces to ``loss.backward()`` and ``optimizer.step()``; :meth:`optimize` then calls them
+        directly (still counting the step and still calling this module's
+        ``on_before_optimizer_step``, which clips). Anything else keeps Lightning's path.
         """
         trainer = self.trainer
         hooks = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")

@@ -11,7 +11,10 @@ then one encoder update) run
   as it was before the import: with it set, a CUDA build of torch on a GPU-less machine probes
   NVML in every Adam step, ~0.1 ms, which a plain script does not pay);
 * ``lean``: ``Trainer(logger=TensorBoardLogger, enable_progress_bar=False)`` with the data module;
-* ``defaults``: the same with the progress bar on (Lightning's default).
+* ``defaults``: the same with the progress bar on (Lightning's default);
+* with ``--updates-per-batch K``: ``lean`` loading K update batches at once and running the K
+  update schedules on them (``updates_per_batch=K``): the same training, Lightning's per-batch
+  cost paid once per K schedules.
 
 Timings are iterations (one encoder update each) per second after warm-up, measured
 interleaved (plain, lean, defaults, plain, ...), one thread per side. Rates are per second of
@@ -24,6 +27,7 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/overhead.py                 # toy and mnist, every algorithm
     OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --algorithms PCAdv --rounds 3
     OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --update-path-ab   # + lean without the update shortcut
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --updates-per-batch 8  # + lean, 8 updates per loaded batch
 """
 from __future__ import annotations
 
@@ -80,12 +84,15 @@ MNIST_OPTIONS = {
 }
 
 
-def make_data(profile: str, data_dir: str) -> pl.LightningDataModule:
-    """The profile's data module, set up (MNIST falls back to random binary images if missing)."""
+def make_data(profile: str, data_dir: str, updates_per_batch: int = 1) -> pl.LightningDataModule:
+    """The profile's data module, set up (MNIST falls back to random binary images if missing).
+
+    With ``updates_per_batch`` K, its batches hold K update batches.
+    """
     if profile == "toy":
-        dm = Toy2DDataModule("explaining_away", num_samples=20000, batch_size=256)
+        dm = Toy2DDataModule("explaining_away", num_samples=20000, batch_size=256 * updates_per_batch)
     else:
-        dm = MNISTDataModule(data_dir=data_dir, batch_size=128)
+        dm = MNISTDataModule(data_dir=data_dir, batch_size=128 * updates_per_batch)
         try:
             dm.setup("fit")
         except FileNotFoundError:
@@ -296,16 +303,21 @@ class _Timer(pl.Callback):
 
 
 def time_lightning(
-    model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int, progress_bar: bool, root: str, direct_updates: bool = True
+    model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int, progress_bar: bool, root: str, direct_updates: bool = True,
+    updates_per_batch: int = 1,
 ) -> Tuple[float, float]:
     """``(wall, cpu)`` iterations per second of ``Trainer.fit`` (TensorBoard logger), after ``warmup`` iterations.
 
     ``direct_updates=False`` keeps Lightning's backward/step plumbing even where ``ImplicitVI``
     would skip it (see ``ImplicitVI._hooks_are_pass_through``): the A/B of that shortcut.
+    ``updates_per_batch`` K: ``dm``'s batches hold K update batches, and the model runs K
+    iterations on each.
     """
     if not direct_updates:
         model._hooks_are_pass_through = lambda: False
-    timer = _Timer(warmup, iters)
+    model.hparams.updates_per_batch = updates_per_batch
+    k = updates_per_batch
+    timer = _Timer(-(-warmup // k), -(-iters // k))
     trainer = pl.Trainer(
         max_epochs=-1, accelerator="cpu", devices=1, logger=TensorBoardLogger(root, name="overhead"),
         enable_checkpointing=False, enable_progress_bar=progress_bar, enable_model_summary=False,
@@ -318,7 +330,8 @@ def time_lightning(
             trainer.fit(model, dm)
     finally:
         model.__dict__.pop("_hooks_are_pass_through", None)
-    return _rates(iters, timer.t0, timer.t1)
+        model.hparams.updates_per_batch = 1
+    return _rates(timer.iters * k, timer.t0, timer.t1)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -331,6 +344,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--wall", action="store_true", help="report wall-clock rates instead of CPU-time rates")
     parser.add_argument("--update-path-ab", action="store_true", help="also time lean with Lightning's backward/step plumbing kept")
+    parser.add_argument("--updates-per-batch", type=int, default=1, metavar="K", help="also time lean with K update batches per loaded batch (K > 1)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -340,19 +354,21 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"lightning {pl.__version__}, threads {torch.get_num_threads()}, log_every_n_steps {LOG_EVERY}, "
           f"rates per {'wall' if args.wall else 'CPU'} second")
-    ab = args.update_path_ab
-    print("| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |" + (" lean, Lightning's update path / plain |" if ab else ""))
-    print("|---|---|---|---|---|---|---|" + ("---|" if ab else ""))
+    ab, k = args.update_path_ab, args.updates_per_batch
+    extra = ([" lean, Lightning's update path / plain |"] if ab else []) + ([f" lean, {k} updates per batch / plain |"] if k > 1 else [])
+    print("| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |" + "".join(extra))
+    print("|---|---|---|---|---|---|---|" + "---|" * len(extra))
     with tempfile.TemporaryDirectory() as root:
         for profile in args.profiles:
             dm = make_data(profile, args.data_dir)
+            dm_k = make_data(profile, args.data_dir, k) if k > 1 else None
             for name in args.algorithms:
                 torch.manual_seed(0)
                 model = make_model(name, profile, dm)
                 # Calibrate: iterations that take about `seconds` on the plain loop.
                 rate = time_plain(model, dm, warmup=3, iters=5)[1]
                 iters, warmup = max(10, int(args.seconds * rate)), max(5, int(0.2 * args.seconds * rate))
-                rates: Dict[str, List[float]] = {"plain": [], "lean": [], "defaults": [], "lightning_updates": []}
+                rates: Dict[str, List[float]] = {"plain": [], "lean": [], "defaults": [], "lightning_updates": [], "chunked": []}
                 pick = 0 if args.wall else 1
                 for _ in range(args.rounds):
                     rates["plain"].append(time_plain(model, dm, warmup, iters)[pick])
@@ -360,10 +376,13 @@ def main(argv: Optional[List[str]] = None) -> None:
                     rates["defaults"].append(time_lightning(model, dm, warmup, iters, True, root)[pick])
                     if ab:
                         rates["lightning_updates"].append(time_lightning(model, dm, warmup, iters, False, root, direct_updates=False)[pick])
+                    if k > 1:
+                        rates["chunked"].append(time_lightning(model, dm_k, warmup, iters, False, root, updates_per_batch=k)[pick])
                 ratio = lambda k: statistics.median(a / b for a, b in zip(rates[k], rates["plain"]))
                 med = {k: statistics.median(v) for k, v in rates.items() if v}
                 print(f"| {profile} | {name} | {med['plain']:.1f} | {med['lean']:.1f} | {med['defaults']:.1f} | "
-                      f"{ratio('lean'):.3f} | {ratio('defaults'):.3f} |" + (f" {ratio('lightning_updates'):.3f} |" if ab else ""), flush=True)
+                      f"{ratio('lean'):.3f} | {ratio('defaults'):.3f} |" + (f" {ratio('lightning_updates'):.3f} |" if ab else "")
+                      + (f" {ratio('chunked'):.3f} |" if k > 1 else ""), flush=True)
 
 
 if __name__ == "__main__":

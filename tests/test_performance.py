@@ -7,7 +7,7 @@ import torch
 
 from datamodules import Toy2DDataModule
 from datamodules.mnist import _PixelBatches
-from ivi_lightning import PCAdv, VAE
+from ivi_lightning import JCDen, PCAdv, PCDen, VAE
 from ivi_lightning.callbacks.compile import CompileNetworks, compile_targets
 
 
@@ -133,6 +133,35 @@ def test_a_callback_using_backward_hooks_keeps_lightnings_path(tmp_path):
     assert counter.calls == 30  # every optimizer step's backward reached the callback
 
 
+def _train_toy(tmp_path, algorithm, batch_size, updates_per_batch, optimizer_steps):
+    torch.manual_seed(0)
+    model = algorithm(latent_dim=2, data_shape=1, learn_model=False, hidden=(16,), aux_steps=2, updates_per_batch=updates_per_batch)
+    trainer = pl.Trainer(
+        max_steps=optimizer_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, default_root_dir=tmp_path,
+    )
+    trainer.fit(model, Toy2DDataModule("explaining_away", num_samples=256, batch_size=batch_size, seed=0))
+    return model, trainer
+
+
+@pytest.mark.parametrize("algorithm", [VAE, PCAdv, PCDen, JCDen])
+def test_updates_per_batch_trains_exactly_as_loading_the_update_batches_one_by_one(tmp_path, algorithm):
+    steps = 12 * (1 if algorithm is VAE else 3)  # 12 update schedules (1.5 epochs of 8 update batches) of 1 or 1 + aux_steps updates
+    model, trainer = _train_toy(tmp_path, algorithm, batch_size=32, updates_per_batch=1, optimizer_steps=steps)
+    chunked, chunked_trainer = _train_toy(tmp_path, algorithm, batch_size=128, updates_per_batch=4, optimizer_steps=steps)
+    assert trainer.global_step == chunked_trainer.global_step == steps
+    assert chunked_trainer.fit_loop.epoch_loop._batches_that_stepped * 4 == trainer.fit_loop.epoch_loop._batches_that_stepped
+    for (name, p), q in zip(model.state_dict().items(), chunked.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_updates_per_batch_must_divide_the_batch(tmp_path):
+    with pytest.raises(ValueError, match=r"a batch of 30 examples cannot be split into updates_per_batch=4 .* batch_size to a multiple of 4"):
+        _train_toy(tmp_path, VAE, batch_size=30, updates_per_batch=4, optimizer_steps=4)
+    with pytest.raises(ValueError, match="updates_per_batch must be positive"):
+        VAE(latent_dim=2, data_shape=1, updates_per_batch=0)
+
+
 def test_optimizers_are_fused_adam_with_the_default_adams_updates():
     torch.manual_seed(0)
     model = PCAdv(latent_dim=2, data_shape=1, hidden=(16,))
@@ -160,6 +189,6 @@ def test_overhead_benchmark_prints_its_table(capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import overhead
 
-    overhead.main(["--profiles", "toy", "--algorithms", "VAE", "--rounds", "1", "--seconds", "0.01", "--update-path-ab"])
+    overhead.main(["--profiles", "toy", "--algorithms", "VAE", "--rounds", "1", "--seconds", "0.01", "--update-path-ab", "--updates-per-batch", "2"])
     row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| toy | VAE |")]
-    assert len(row) == 1 and len(row[0].strip("|").split("|")) == 8, row
+    assert len(row) == 1 and len(row[0].strip("|").split("|")) == 9, row

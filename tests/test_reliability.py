@@ -118,6 +118,30 @@ def test_nonfinite_loss_stops_naming_network_and_step(tmp_path):
         trainer(tmp_path, 20, [Explode(2)]).fit(model, Toy2DDataModule("explaining_away", num_samples=64, batch_size=8))
 
 
+class PoisonGradient(pl.Callback):
+    """From batch ``at`` on, the discriminator's last bias gets a NaN gradient while its loss stays finite."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if batch_idx == self.at:
+            pl_module.discriminator.net[-1].bias.register_hook(lambda grad: torch.full_like(grad, float("nan")))
+
+
+def test_nonfinite_gradient_under_a_finite_loss_stops_before_the_update(tmp_path):
+    model = PCAdv(learn_model=False, **SMALL)
+    saved = {}
+
+    class Keep(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            saved["bias"] = pl_module.discriminator.net[-1].bias.detach().clone()
+
+    with pytest.raises(NonFiniteLossError, match=r"the discriminator update at global step 4 has a non-finite loss or gradient \(loss=\d"):
+        trainer(tmp_path, 20, [Keep(), PoisonGradient(2)]).fit(model, Toy2DDataModule("explaining_away", num_samples=64, batch_size=8))
+    torch.testing.assert_close(model.discriminator.net[-1].bias.detach(), saved["bias"], rtol=0, atol=0)  # not applied
+
+
 def test_nonfinite_loss_skipped_by_option(tmp_path):
     model = PCAdv(learn_model=False, on_nonfinite="skip", **SMALL)
 

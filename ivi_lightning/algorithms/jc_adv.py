@@ -100,20 +100,20 @@ class JCAdv(ImplicitVI):
         return log_joint + self.prior.log_prob(z) if has_log_prob(self.prior) else log_joint
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        x = self.batch_data(batch)
         opt_vi, opt_disc = self.optimizers()
-        metrics = self.discriminator_step(x, opt_disc)
+        for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
+            metrics = self.discriminator_step(x, opt_disc)
 
-        z = self.encoder(x)
-        t_q = self.discriminator(x, z)
-        learn = self.hparams.learn_model
-        if self.loss_kind == "kl":
-            loss_encoder = t_q.mean()  # E_q[T] ≈ KL[q(x,z) ‖ p(x,z)] = −E[ELBO] − H[q_D]
-            # z detached: the encoder's gradient is all in ∇_z T; the model's is −E_q[∇_θ log p_θ(x, z)].
-            loss_model = -self.model_log_joint(x, z.detach()).mean() if learn else torch.zeros((), device=x.device)
-            metrics["kl_estimate"] = loss_encoder
-        else:
-            loss_encoder = gan_generator_loss(-t_q)  # encoder fools T into calling its joints the model's
-            loss_model = gan_generator_loss(self.discriminator(*self.sample_model(x.shape[0]))) if learn else torch.zeros((), device=x.device)
-        self.optimize(opt_vi, loss_encoder + loss_model)
+            z = self.encoder(x)
+            t_q = self.discriminator(x, z)
+            learn = self.hparams.learn_model
+            if self.loss_kind == "kl":
+                loss_encoder = t_q.mean()  # E_q[T] ≈ KL[q(x,z) ‖ p(x,z)] = −E[ELBO] − H[q_D]
+                # z detached: the encoder's gradient is all in ∇_z T; the model's is −E_q[∇_θ log p_θ(x, z)].
+                loss_model = -self.model_log_joint(x, z.detach()).mean() if learn else torch.zeros((), device=x.device)
+                metrics["kl_estimate"] = loss_encoder
+            else:
+                loss_encoder = gan_generator_loss(-t_q)  # encoder fools T into calling its joints the model's
+                loss_model = gan_generator_loss(self.discriminator(*self.sample_model(x.shape[0]))) if learn else torch.zeros((), device=x.device)
+            self.optimize(opt_vi, loss_encoder + loss_model)
         self.log_metrics("train", {**metrics, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True)

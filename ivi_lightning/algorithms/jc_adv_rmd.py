@@ -102,18 +102,18 @@ class JCAdvRMD(JCAdv):
         return logit(params, x_q, z_q).mean()
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        x = self.batch_data(batch)
         opt_vi, opt_disc = self.optimizers()
-        metrics = self.discriminator_step(x, opt_disc)
+        for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
+            metrics = self.discriminator_step(x, opt_disc)
 
-        with torch.no_grad():
-            z_fixed = self.encoder(x)
-        zero = torch.zeros((), device=x.device)
-        loss_model = self.unrolled_model_loss(x, z_fixed) if self.hparams.learn_model else zero
-        if self.hparams.learn_model and self.hparams.model_gan_weight > 0:
-            loss_gan = gan_generator_loss(self.discriminator(*self.sample_model(x.shape[0])))
-            metrics["loss_model_gan"] = loss_gan
-            loss_model = loss_model + self.hparams.model_gan_weight * loss_gan
-        loss_encoder = self.discriminator(x, self.encoder(x)).mean()  # E_q[T] ≈ KL[q ‖ p], as in JC-Adv
-        self.optimize(opt_vi, loss_encoder + loss_model)
+            with torch.no_grad():
+                z_fixed = self.encoder(x)
+            zero = torch.zeros((), device=x.device)
+            loss_model = self.unrolled_model_loss(x, z_fixed) if self.hparams.learn_model else zero
+            if self.hparams.learn_model and self.hparams.model_gan_weight > 0:
+                loss_gan = gan_generator_loss(self.discriminator(*self.sample_model(x.shape[0])))
+                metrics["loss_model_gan"] = loss_gan
+                loss_model = loss_model + self.hparams.model_gan_weight * loss_gan
+            loss_encoder = self.discriminator(x, self.encoder(x)).mean()  # E_q[T] ≈ KL[q ‖ p], as in JC-Adv
+            self.optimize(opt_vi, loss_encoder + loss_model)
         self.log_metrics("train", {**metrics, "loss_encoder": loss_encoder, "kl_estimate": loss_encoder, "loss_model": loss_model}, prog_bar=True)

@@ -117,13 +117,13 @@ class JCDen(ImplicitVI):
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        x = self.batch_data(batch)
         opt_vi, opt_den = self.optimizers()
-        loss_den = self.denoiser_step(x, opt_den)
+        for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
+            loss_den = self.denoiser_step(x, opt_den)
 
-        z = self.encoder(x)
-        loss_encoder = score_surrogate(z, self.score_difference(x, z.detach())).mean()
-        # z detached: the model's gradient is −E_q[∇_θ log p_θ(x, z)], the encoder's is in the surrogate.
-        loss_model = -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean() if self.hparams.learn_model else torch.zeros((), device=x.device)
-        self.optimize(opt_vi, loss_encoder + loss_model)
+            z = self.encoder(x)
+            loss_encoder = score_surrogate(z, self.score_difference(x, z.detach())).mean()
+            # z detached: the model's gradient is −E_q[∇_θ log p_θ(x, z)], the encoder's is in the surrogate.
+            loss_model = -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean() if self.hparams.learn_model else torch.zeros((), device=x.device)
+            self.optimize(opt_vi, loss_encoder + loss_model)
         self.log_metrics("train", {"loss_denoiser": loss_den, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True)

@@ -53,16 +53,16 @@ class JCHybrid(JCDen):
         return self.hparams.score_penalty * (grad_t - self.score_difference(x, z_q)).pow(2).sum(1).mean()
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        x = self.batch_data(batch)
         opt_vi, opt_den, opt_disc = self.optimizers()
-        loss_den = self.denoiser_step(x, opt_den)
-        metrics = self.discriminator_step(x, opt_disc)
+        for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
+            loss_den = self.denoiser_step(x, opt_den)
+            metrics = self.discriminator_step(x, opt_disc)
 
-        z = self.encoder(x)
-        w = self.hparams.mix
-        grad_t = input_gradient(lambda zz: self.discriminator(x, zz), z)
-        loss_encoder = score_surrogate(z, w * grad_t + (1 - w) * self.score_difference(x, z.detach())).mean()
-        # z detached: the model's gradient is −E_q[∇_θ log p_θ(x, z)], as in JC-Den.
-        loss_model = -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean() if self.hparams.learn_model else torch.zeros((), device=x.device)
-        self.optimize(opt_vi, loss_encoder + loss_model)
+            z = self.encoder(x)
+            w = self.hparams.mix
+            grad_t = input_gradient(lambda zz: self.discriminator(x, zz), z)
+            loss_encoder = score_surrogate(z, w * grad_t + (1 - w) * self.score_difference(x, z.detach())).mean()
+            # z detached: the model's gradient is −E_q[∇_θ log p_θ(x, z)], as in JC-Den.
+            loss_model = -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean() if self.hparams.learn_model else torch.zeros((), device=x.device)
+            self.optimize(opt_vi, loss_encoder + loss_model)
         self.log_metrics("train", {**metrics, "loss_denoiser": loss_den, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True)

@@ -130,20 +130,19 @@ class PCAdv(ImplicitVI):
         return self.prior.sample(num_samples)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        x = self.batch_data(batch)
         opt_vi, opt_disc = self.optimizers()
+        for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
+            with torch.no_grad():  # a location-scale encoder's (μ, σ), computed once for all discriminator steps
+                location_scale = self.encoder.location_scale(x) if self.uses_location_scale else None
+            for _ in range(self.hparams.aux_steps):
+                with torch.no_grad():
+                    _, condition, _, z_q, _ = self.contrast(x, location_scale)
+                t_q, t_p = self.logit(condition, z_q), self.logit(condition, self.reference_sample(z_q.shape[0]))
+                loss_disc = ratio_loss(t_q, t_p)
+                self.optimize(opt_disc, loss_disc)
 
-        with torch.no_grad():  # a location-scale encoder's (μ, σ), computed once for all discriminator steps
-            location_scale = self.encoder.location_scale(x) if self.uses_location_scale else None
-        for _ in range(self.hparams.aux_steps):
-            with torch.no_grad():
-                _, condition, _, z_q, _ = self.contrast(x, location_scale)
-            t_q, t_p = self.logit(condition, z_q), self.logit(condition, self.reference_sample(z_q.shape[0]))
-            loss_disc = ratio_loss(t_q, t_p)
-            self.optimize(opt_disc, loss_disc)
-
-        elbo = self.elbo_estimate(x).mean()
-        self.optimize(opt_vi, -elbo)
+            elbo = self.elbo_estimate(x).mean()
+            self.optimize(opt_vi, -elbo)
         self.log_metrics(
             "train",
             {"loss_discriminator": loss_disc, "discriminator_accuracy": ratio_accuracy(t_q, t_p), "elbo": elbo, "loss_encoder": -elbo},

@@ -59,22 +59,21 @@ class PCDen(ImplicitVI):
             return denoiser_score(self.denoiser(z, x), z, self.hparams.noise_std)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        x = self.batch_data(batch)
         opt_vi, opt_den = self.optimizers()
         sigma = self.hparams.noise_std
+        for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
+            for _ in range(self.hparams.aux_steps):
+                with torch.no_grad():
+                    z = self.encoder(x)
+                loss_den = denoising_loss(self.denoiser(z + sigma * torch.randn_like(z), x), z)
+                self.optimize(opt_den, loss_den)
 
-        for _ in range(self.hparams.aux_steps):
-            with torch.no_grad():
-                z = self.encoder(x)
-            loss_den = denoising_loss(self.denoiser(z + sigma * torch.randn_like(z), x), z)
-            self.optimize(opt_den, loss_den)
-
-        z = self.encoder(x)
-        if self.hparams.smooth_posterior:
-            z = z + sigma * torch.randn_like(z)
-        log_joint = self.likelihood.log_prob(x, z) + self.prior.log_prob(z)
-        loss = (score_surrogate(z, self.posterior_score(x, z)) - log_joint).mean()
-        self.optimize(opt_vi, loss)
+            z = self.encoder(x)
+            if self.hparams.smooth_posterior:
+                z = z + sigma * torch.randn_like(z)
+            log_joint = self.likelihood.log_prob(x, z) + self.prior.log_prob(z)
+            loss = (score_surrogate(z, self.posterior_score(x, z)) - log_joint).mean()
+            self.optimize(opt_vi, loss)
         self.log_metrics(
             "train",
             {"loss_denoiser": loss_den, "denoiser_error": loss_den / (sigma**2 * self.latent_dim), "log_joint": log_joint.mean(), "loss_encoder": loss},

@@ -38,7 +38,8 @@ class VAE(ImplicitVI):
         return self.likelihood.log_prob(x, z) + self.prior.log_prob(z) - diagonal_normal_log_prob(z, mean, std)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        x = self.batch_data(batch)
-        elbo = self.elbo_estimate(x).mean()
-        self.optimize(self.optimizers(), -elbo)
+        optimizer = self.optimizers()
+        for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
+            elbo = self.elbo_estimate(x).mean()
+            self.optimize(optimizer, -elbo)
         self.log_metrics("train", {"elbo": elbo, "loss_encoder": -elbo}, prog_bar=True)

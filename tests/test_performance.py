@@ -157,7 +157,9 @@ def test_updates_per_batch_trains_exactly_as_loading_the_update_batches_one_by_o
 
 def test_updates_per_batch_must_divide_the_batch(tmp_path):
     with pytest.raises(ValueError, match=r"a batch of 30 examples cannot be split into updates_per_batch=4 .* batch_size to a multiple of 4"):
-        _train_toy(tmp_path, VAE, batch_size=30, updates_per_batch=4, optimizer_steps=4)
+        _train_toy(tmp_path, VAE, batch_size=30, updates_per_batch=4, optimizer_steps=4)  # found at setup
+    with pytest.raises(ValueError, match=r"a batch of 30 examples cannot be split into updates_per_batch=4"):
+        VAE(latent_dim=2, data_shape=1, updates_per_batch=4).update_batches(torch.zeros(30, 1))  # e.g. a plain DataLoader's
     with pytest.raises(ValueError, match="updates_per_batch must be positive"):
         VAE(latent_dim=2, data_shape=1, updates_per_batch=0)
 

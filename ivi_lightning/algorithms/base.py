@@ -182,6 +182,8 @@ class ImplicitVI(pl.LightningModule):
         self._check_strategy()
         self._install_atomic_checkpoints()
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if stage == "fit" and isinstance(getattr(datamodule, "batch_size", None), int):
+            self._check_splits(datamodule.batch_size)  # before training starts, not at its first batch
         if datamodule is not None and hasattr(datamodule, "data_shape"):
             data_shape = as_shape(datamodule.data_shape)
             if data_shape != self.data_shape:
@@ -378,12 +380,16 @@ class ImplicitVI(pl.LightningModule):
         parts = self.hparams.updates_per_batch
         if parts == 1:
             return (x,)
-        if x.shape[0] % parts:
+        self._check_splits(x.shape[0])
+        return x.chunk(parts)
+
+    def _check_splits(self, batch_size: int) -> None:
+        parts = self.hparams.updates_per_batch
+        if batch_size % parts:
             raise ValueError(
-                f"a batch of {x.shape[0]} examples cannot be split into updates_per_batch={parts} equal update batches: "
+                f"a batch of {batch_size} examples cannot be split into updates_per_batch={parts} equal update batches: "
                 f"set the data module's batch_size to a multiple of {parts} (updates_per_batch × the update batch size)"
             )
-        return x.chunk(parts)
 
     # --- sampling ----------------------------------------------------------------------------
     def sample_posterior(self, x: Tensor, num_samples: int = 1) -> Tensor:

@@ -1,13 +1,14 @@
 """PC-Den: prior-contrastive, denoiser. ``ALGORITHMS.md`` §3, second box."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.estimators import denoiser_score, denoising_loss, score_surrogate
+from ivi_lightning.nets.factory import build_network
 
 
 class PCDen(ImplicitVI):
@@ -25,6 +26,13 @@ class PCDen(ImplicitVI):
             level ``σ`` gives the *exact* score of that distribution, evaluated where it was
             trained, instead of a ``σ``-smoothed (biased) score at clean samples. Costs only a
             floor of ``σ`` on the posterior's spread; halved the JS on the toys.
+        location_scale: the denoiser counterpart of adaptive contrast. The encoder is
+            location–scale, ``z = μ(x) + σ(x) ⊙ u`` (default a
+            :class:`~ivi_lightning.nets.LocationScaleEncoder`), and the denoiser works on the
+            standardised ``u`` given ``(μ, log σ)``: its noise level is relative to the
+            posterior's own spread (a fixed level in ``z`` swamps narrow posteriors), the
+            ``−Σ log σ`` part of the entropy is exact, and the denoiser is a small MLP whatever
+            the data. Smoothing (``smooth_posterior``) is then applied to ``u``.
         aux_steps: denoiser updates per encoder update.
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
@@ -38,41 +46,91 @@ class PCDen(ImplicitVI):
         denoiser: Optional[nn.Module] = None,
         noise_std: float = 0.3,
         smooth_posterior: bool = True,
+        location_scale: bool = False,
         aux_steps: int = 3,
         **kwargs: Any,
     ) -> None:
         if noise_std <= 0:
             raise ValueError(f"noise_std must be positive, got {noise_std}")
         super().__init__(aux_steps=aux_steps, **kwargs)
-        self.denoiser = denoiser if denoiser is not None else self.build_network("denoiser", noise_std=noise_std)
+        if location_scale and not hasattr(self.encoder, "warped_noise"):
+            raise ValueError(
+                f"location_scale=True needs a location-scale encoder (location_scale(x), warped_noise(mean, std, n), "
+                f"context(mean, std)), e.g. LocationScaleEncoder, but got {type(self.encoder).__name__}: leave encoder unset or pass one"
+            )
+        self.denoiser = denoiser if denoiser is not None else self.default_denoiser()
+
+    def default_encoder(self) -> nn.Module:
+        return self.build_network("location_scale_encoder" if self.hparams.location_scale else "implicit_encoder")
+
+    def default_denoiser(self) -> nn.Module:
+        if self.hparams.location_scale:
+            # It sees (u, (μ, log σ)): a small MLP whatever the data, however large the images.
+            hidden = self.hidden if self.hparams.architecture == "mlp" else (256, 256)
+            return build_network("denoiser", "mlp", data_shape=(2 * self.latent_dim,), latent_dim=self.latent_dim, hidden=hidden,
+                                 noise_std=self.hparams.noise_std)
+        return self.build_network("denoiser", noise_std=self.hparams.noise_std)
 
     def auxiliary_networks(self) -> list:
         return [self.denoiser]
 
     def sample_posterior(self, x: Tensor, num_samples: int = 1) -> Tensor:
+        if self.hparams.location_scale:
+            repeated = x.unsqueeze(0).expand(num_samples, *x.shape).reshape(num_samples * x.shape[0], *x.shape[1:])
+            return self.posterior_sample(repeated)[0].view(num_samples, x.shape[0], self.latent_dim)
         z = super().sample_posterior(x, num_samples)
         return z + self.hparams.noise_std * torch.randn_like(z) if self.hparams.smooth_posterior else z
 
     def posterior_score(self, x: Tensor, z: Tensor) -> Tensor:
-        """Estimated ``∇_z log q(z|x)`` (of ``q`` smoothed at ``noise_std``), no gradient."""
+        """Estimated ``∇_z log q(z|x)`` (of ``q`` smoothed at ``noise_std``), no gradient.
+
+        With ``location_scale``, ``x`` is the condition ``(μ, log σ)`` and ``z`` is ``u``.
+        """
         with torch.no_grad():
             return denoiser_score(self.denoiser(z, x), z, self.hparams.noise_std)
+
+    def denoiser_sample(self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
+        """``(clean, condition)``: a posterior sample the denoiser learns to recover, and what it is conditioned on.
+
+        ``(z, x)``, or with ``location_scale`` the standardised ``(u, cat(μ, log σ))`` (``(μ, σ)``
+        may be passed in, computed once for all denoiser steps).
+        """
+        if not self.hparams.location_scale:
+            return self.encoder(x), x
+        mean, std = location_scale if location_scale is not None else self.encoder.location_scale(x)
+        return self.encoder.warped_noise(mean, std)[0], self.encoder.context(mean, std)
+
+    def posterior_sample(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(z, log_q_surrogate)``: a reparameterised ``z ~ q(z|x)`` (smoothed if ``smooth_posterior``)
+        and a per-example term whose gradient is that of ``log q(z|x)`` (estimated by the denoiser).
+        """
+        sigma, smooth = self.hparams.noise_std, self.hparams.smooth_posterior
+        if not self.hparams.location_scale:
+            z = self.encoder(x)
+            z = z + sigma * torch.randn_like(z) if smooth else z
+            return z, score_surrogate(z, self.posterior_score(x, z))
+        mean, std = self.encoder.location_scale(x)
+        u = self.encoder.warped_noise(mean, std)[0]
+        u = u + sigma * torch.randn_like(u) if smooth else u
+        # log q(z|x) = log q(u | μ, σ) − Σ log σ: the scale's part exactly, the shape's from the denoiser.
+        condition = self.encoder.context(mean, std).detach()
+        return mean + std * u, score_surrogate(u, self.posterior_score(condition, u)) - std.log().sum(1)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_den = self.optimizers()
         sigma = self.hparams.noise_std
         for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
+            with torch.no_grad():  # a location-scale encoder's (μ, σ), computed once for all denoiser steps
+                location_scale = self.encoder.location_scale(x) if self.hparams.location_scale else None
             for _ in range(self.hparams.aux_steps):
                 with torch.no_grad():
-                    z = self.encoder(x)
-                loss_den = denoising_loss(self.denoiser(z + sigma * torch.randn_like(z), x), z)
+                    clean, condition = self.denoiser_sample(x, location_scale)
+                loss_den = denoising_loss(self.denoiser(clean + sigma * torch.randn_like(clean), condition), clean)
                 self.optimize(opt_den, loss_den)
 
-            z = self.encoder(x)
-            if self.hparams.smooth_posterior:
-                z = z + sigma * torch.randn_like(z)
+            z, log_q = self.posterior_sample(x)
             log_joint = self.likelihood.log_prob(x, z) + self.prior.log_prob(z)
-            loss = (score_surrogate(z, self.posterior_score(x, z)) - log_joint).mean()
+            loss = (log_q - log_joint).mean()
             self.optimize(opt_vi, loss)
         self.log_metrics(
             "train",

@@ -4,13 +4,17 @@
     python benchmarks/mnist_table.py --profile cpu --jobs 2 --data_dir data   # the CPU table (2 cores, ~40 min)
     python benchmarks/mnist_table.py --updates 20 --ais_examples 4 --num_temperatures 20 \\
         --num_chains 2 --leapfrog_steps 2 --latent_dims 8                    # smoke run (~1 min)
+    python benchmarks/mnist_table.py --profile cpu --jobs 2 --data_dir data \\
+        --algorithms VAE PCDen+LS --time_matched                            # + a VAE given each row's training time
 
 Every algorithm gets the same networks (the profile's ``architecture``, hidden sizes, noise) and
 the same budget: ``--updates`` training batches (encoder updates; the auxiliary network takes
 its ``aux_steps`` extra optimizer steps per batch). Prints a markdown table: the plug-in ELBO
 estimate on the test examples where the algorithm has one (VAE: the ELBO itself), the AIS
 ``log p(x)`` on the first ``--ais_examples`` test images ± its std over examples, the IWAE bound
-for the VAE, training time and training images/s; then the published reference points.
+for the VAE, training time and training images/s; then the published reference points. With
+``--time_matched``, every implicit row also gets a VAE trained for as many seconds as that row
+took (as many batches as fit, run like the other rows): the same-time comparison.
 """
 from __future__ import annotations
 
@@ -35,6 +39,9 @@ ALGORITHMS = {
     # is a small MLP on ((μ, log σ), z̃), so six steps per update cost little (best of 3/6/10 for an earlier variant, seed 0).
     "PCAdv+AC": (PCAdv, {"adaptive_contrast": True, "aux_steps": 6}),
     "PCDen": (PCDen, {}),
+    # The denoiser counterpart: it denoises the location-scale encoder's standardised u given (μ, log σ), a small MLP
+    # (aux_steps 6 beat 1, 3 and 10 at seed 0).
+    "PCDen+LS": (PCDen, {"location_scale": True, "aux_steps": 6}),
     "JCAdv": (JCAdv, {}),
     "JCDen": (JCDen, {}),
 }
@@ -57,10 +64,11 @@ REFERENCES = [
 
 
 class StopAfterBatches(pl.Callback):
-    """Stops training after ``batches`` training batches, whatever the number of optimizers."""
+    """Stops training after ``batches`` training batches (whatever the number of optimizers) or,
+    if given, once ``seconds`` of training have passed, whichever comes first."""
 
-    def __init__(self, batches: int) -> None:
-        self.batches, self.seen, self.train_seconds = batches, 0, 0.0
+    def __init__(self, batches: int, seconds: Optional[float] = None) -> None:
+        self.batches, self.seconds, self.seen, self.train_seconds = batches, seconds, 0, 0.0
         self._start: Optional[float] = None
 
     def on_train_start(self, trainer, pl_module) -> None:
@@ -68,14 +76,16 @@ class StopAfterBatches(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.seen += 1
-        if self.seen >= self.batches:
+        out_of_time = self.seconds is not None and time.perf_counter() - self._start >= self.seconds
+        if self.seen >= self.batches or out_of_time:
             trainer.should_stop = True
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.train_seconds = time.perf_counter() - self._start
 
 
-def run(name: str, latent_dim: int, profile: Dict, args: argparse.Namespace) -> Dict:
+def run(name: str, latent_dim: int, profile: Dict, args: argparse.Namespace, seconds: Optional[float] = None) -> Dict:
+    """Train ``name`` for ``args.updates`` batches (or, given ``seconds``, for that long) and score it."""
     algorithm, options = ALGORITHMS[name]
     pl.seed_everything(args.seed, verbose=False)
     data = MNISTDataModule(args.data_dir, batch_size=profile["batch_size"], seed=args.seed)
@@ -83,7 +93,7 @@ def run(name: str, latent_dim: int, profile: Dict, args: argparse.Namespace) -> 
         latent_dim=latent_dim, data_shape=data.data_shape, architecture=profile["architecture"], hidden=profile["hidden"],
         noise_dim=profile["noise_dim"], likelihood_family="bernoulli", lr=profile["lr"], **options,
     )
-    stopper = StopAfterBatches(args.updates)
+    stopper = StopAfterBatches(args.updates if seconds is None else 10**9, seconds)
     trainer = pl.Trainer(
         max_steps=-1, max_epochs=10**6, accelerator=profile["accelerator"], devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[stopper],
@@ -113,14 +123,23 @@ def run(name: str, latent_dim: int, profile: Dict, args: argparse.Namespace) -> 
         max_examples=args.ais_examples, iwae_samples=args.iwae_samples if name == "VAE" else 0, device=device,
     )
     images = stopper.seen * profile["batch_size"]
-    return dict(elbo=elbo, **scores, train_seconds=stopper.train_seconds, images_per_second=images / max(stopper.train_seconds, 1e-9))
+    return dict(elbo=elbo, **scores, train_seconds=stopper.train_seconds, images_per_second=images / max(stopper.train_seconds, 1e-9),
+                batches=stopper.seen)
 
 
 def _run_row(job) -> Dict:
-    name, latent_dim, profile, args = job
+    name, latent_dim, profile, args, seconds = job
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    return run(name, latent_dim, profile, args)
+    return run(name, latent_dim, profile, args, seconds)
+
+
+def _run_rows(jobs: list, args: argparse.Namespace) -> list:
+    """``(name, latent_dim, profile, args, seconds)`` jobs, ``args.jobs`` side by side (one thread each)."""
+    if args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(_run_row, jobs))
+    return [run(*job) for job in jobs]
 
 
 def paired_difference(result: Dict, reference: Optional[Dict]) -> str:
@@ -144,6 +163,7 @@ def main(argv=None) -> None:
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="rows trained and scored side by side, one thread each")
+    parser.add_argument("--time_matched", action="store_true", help="also train a VAE for each implicit row's training time")
     for key in ("updates", "ais_examples", "num_temperatures", "num_chains", "leapfrog_steps", "iwae_samples"):
         parser.add_argument(f"--{key}", type=int, default=None, help="override the profile's value")
     args = parser.parse_args(argv)
@@ -161,21 +181,26 @@ def main(argv=None) -> None:
         f"temperatures × {args.num_chains} chains × {args.leapfrog_steps} leapfrog steps (nats; ± std over examples).\n"
     )
     rows = [(name, latent_dim) for latent_dim in args.latent_dims for name in args.algorithms]
-    if args.jobs > 1:
-        # One thread per job: rows run side by side (the training times then share the machine).
-        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_run_row, [(name, z, profile, args) for name, z in rows]))
-    else:
-        results = [run(name, z, profile, args) for name, z in rows]
-    print("| algorithm | z | plug-in ELBO estimate | AIS log p(x) ± std | AIS − VAE's (paired ± s.e.) | IWAE bound | HMC acceptance | training time (s) | images/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    # One thread per job: rows run side by side (the training times then share the machine).
+    results = _run_rows([(name, z, profile, args, None) for name, z in rows], args)
+    matched = {}
+    if args.time_matched:
+        implicit = [(row, r) for row, r in zip(rows, results) if row[0] != "VAE"]
+        vaes = _run_rows([("VAE", z, profile, args, r["train_seconds"]) for (_, z), r in implicit], args)
+        matched = {row: vae for (row, _), vae in zip(implicit, vaes)}
+    same_time = " | AIS − same-time VAE's (paired ± s.e.) | same-time VAE: batches, AIS" if args.time_matched else ""
+    print(f"| algorithm | z | batches | plug-in ELBO estimate | AIS log p(x) ± std | AIS − VAE's (paired ± s.e.){same_time} | IWAE bound | "
+          "HMC acceptance | training time (s) | images/s |")
+    print("|---|---|---|---|---|---|" + ("---|---|" if args.time_matched else "") + "---|---|---|---|")
     for (name, latent_dim), r in zip(rows, results):
         elbo = f"{r['elbo']:.2f}" if r["elbo"] is not None else "—"
         iwae = f"{r['iwae']:.2f}" if "iwae" in r else "—"
         vae = next((v for (n, z), v in zip(rows, results) if n == "VAE" and z == latent_dim), None)
+        twin = matched.get((name, latent_dim))
+        twin_cells = (f" | {paired_difference(r, twin)} | {twin['batches']}, {twin['ais']:.2f}" if twin else " | — | —") if args.time_matched else ""
         print(
-            f"| {name} | {latent_dim} | {elbo} | {r['ais']:.2f} ± {r['ais_std']:.2f} | {paired_difference(r, vae)} | {iwae} | {r['acceptance']:.2f} "
-            f"| {r['train_seconds']:.0f} | {r['images_per_second']:.0f} |",
+            f"| {name} | {latent_dim} | {r['batches']} | {elbo} | {r['ais']:.2f} ± {r['ais_std']:.2f} | {paired_difference(r, vae)}{twin_cells} | {iwae} | "
+            f"{r['acceptance']:.2f} | {r['train_seconds']:.0f} | {r['images_per_second']:.0f} |",
             flush=True,
         )
     print("\nReference points (published, not measured here):\n")

@@ -74,20 +74,33 @@ def test_location_scale_contrast_tracks_q_actual_spread():
     assert abs(float(kl_estimate.mean() - analytic.mean())) < 0.1
 
 
+def _two_gaussians(shape):
+    """``u``'s law in the location-scale tests: ½N(−1, ¼) + ½N(1, ¼)."""
+    return 0.5 * torch.randn(shape) + torch.randint(0, 2, shape) * 2.0 - 1.0
+
+
+def _adam_steps(parameters, loss, steps):
+    """``steps`` Adam updates (lr 3e-3) of ``parameters`` on a fresh ``loss()`` each."""
+    optimizer = torch.optim.Adam(parameters, lr=3e-3)
+    for _ in range(steps):
+        value = loss()
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+
+
 def test_location_scale_discriminator_learns_the_analytic_log_ratio():
     """u a two-Gaussian mixture: T(μ, log σ, z̃) → log q(z̃) − log N(z̃; 0, 1) of the standardised mixture."""
     torch.manual_seed(0)
-    law = lambda shape: 0.5 * torch.randn(shape) + torch.randint(0, 2, shape) * 2.0 - 1.0  # ½N(−1, ¼) + ½N(1, ¼)
-    model = PCAdv(latent_dim=1, data_shape=4, adaptive_contrast=True, contrast_samples=512, hidden=(64, 64), encoder=_FixedWarp(1, law))
-    optimizer = torch.optim.Adam(model.discriminator.parameters(), lr=3e-3)
+    model = PCAdv(latent_dim=1, data_shape=4, adaptive_contrast=True, contrast_samples=512, hidden=(64, 64), encoder=_FixedWarp(1, _two_gaussians))
     x = torch.rand(256, 4).bernoulli()
-    for _ in range(1500):
+
+    def loss():
         with torch.no_grad():
             _, condition, _, z_q, _ = model.contrast(x)
-        loss = ratio_loss(model.logit(condition, z_q), model.logit(condition, model.reference_sample(len(x))))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        return ratio_loss(model.logit(condition, z_q), model.logit(condition, model.reference_sample(len(x))))
+
+    _adam_steps(model.discriminator.parameters(), loss, 1500)
     scale = 1.25**0.5  # u's std: the reference standardises u to z̃ = u / scale
     with torch.no_grad():
         _, condition, _, z_q, _ = model.contrast(x)
@@ -101,18 +114,16 @@ def test_location_scale_discriminator_learns_the_analytic_log_ratio():
 def test_location_scale_denoiser_learns_the_analytic_score_of_u():
     """u a two-Gaussian mixture: the u-space denoiser's score → that of the mixture smoothed at noise_std."""
     torch.manual_seed(0)
-    law = lambda shape: 0.5 * torch.randn(shape) + torch.randint(0, 2, shape) * 2.0 - 1.0  # ½N(−1, ¼) + ½N(1, ¼)
-    model = PCDen(latent_dim=1, data_shape=4, location_scale=True, noise_std=0.3, hidden=(64, 64), encoder=_FixedWarp(1, law))
-    optimizer = torch.optim.Adam(model.denoiser.parameters(), lr=3e-3)
+    model = PCDen(latent_dim=1, data_shape=4, location_scale=True, noise_std=0.3, hidden=(64, 64), encoder=_FixedWarp(1, _two_gaussians))
     x = torch.rand(256, 4).bernoulli()
-    for _ in range(3000):
+
+    def loss():
         with torch.no_grad():
             clean, condition = model.denoiser_sample(x)
-        loss = denoising_loss(model.denoiser(clean + 0.3 * torch.randn_like(clean), condition), clean)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    u = (law((4096, 1)) + 0.3 * torch.randn(4096, 1)).requires_grad_(True)  # where the encoder step evaluates it
+        return denoising_loss(model.denoiser(clean + 0.3 * torch.randn_like(clean), condition), clean)
+
+    _adam_steps(model.denoiser.parameters(), loss, 3000)
+    u = (_two_gaussians((4096, 1)) + 0.3 * torch.randn(4096, 1)).requires_grad_(True)  # where the encoder step evaluates it
     smoothed = torch.logsumexp(torch.stack([torch.distributions.Normal(c, (0.25 + 0.09) ** 0.5).log_prob(u) for c in (-1.0, 1.0)]), 0)
     analytic = torch.autograd.grad(smoothed.sum(), u)[0]
     _, condition = model.denoiser_sample(torch.rand(4096, 4).bernoulli())

@@ -354,14 +354,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"lightning {pl.__version__}, threads {torch.get_num_threads()}, log_every_n_steps {LOG_EVERY}, "
           f"rates per {'wall' if args.wall else 'CPU'} second")
-    ab, k = args.update_path_ab, args.updates_per_batch
-    extra = ([" lean, Lightning's update path / plain |"] if ab else []) + ([f" lean, {k} updates per batch / plain |"] if k > 1 else [])
+    ab, per_batch = args.update_path_ab, args.updates_per_batch
+    extra = ([" lean, Lightning's update path / plain |"] if ab else []) + ([f" lean, {per_batch} updates per batch / plain |"] if per_batch > 1 else [])
     print("| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |" + "".join(extra))
     print("|---|---|---|---|---|---|---|" + "---|" * len(extra))
     with tempfile.TemporaryDirectory() as root:
         for profile in args.profiles:
             dm = make_data(profile, args.data_dir)
-            dm_k = make_data(profile, args.data_dir, k) if k > 1 else None
+            dm_chunked = make_data(profile, args.data_dir, per_batch) if per_batch > 1 else None
             for name in args.algorithms:
                 torch.manual_seed(0)
                 model = make_model(name, profile, dm)
@@ -376,13 +376,13 @@ def main(argv: Optional[List[str]] = None) -> None:
                     rates["defaults"].append(time_lightning(model, dm, warmup, iters, True, root)[pick])
                     if ab:
                         rates["lightning_updates"].append(time_lightning(model, dm, warmup, iters, False, root, direct_updates=False)[pick])
-                    if k > 1:
-                        rates["chunked"].append(time_lightning(model, dm_k, warmup, iters, False, root, updates_per_batch=k)[pick])
+                    if per_batch > 1:
+                        rates["chunked"].append(time_lightning(model, dm_chunked, warmup, iters, False, root, updates_per_batch=per_batch)[pick])
                 ratio = lambda k: statistics.median(a / b for a, b in zip(rates[k], rates["plain"]))
                 med = {k: statistics.median(v) for k, v in rates.items() if v}
                 print(f"| {profile} | {name} | {med['plain']:.1f} | {med['lean']:.1f} | {med['defaults']:.1f} | "
                       f"{ratio('lean'):.3f} | {ratio('defaults'):.3f} |" + (f" {ratio('lightning_updates'):.3f} |" if ab else "")
-                      + (f" {ratio('chunked'):.3f} |" if k > 1 else ""), flush=True)
+                      + (f" {ratio('chunked'):.3f} |" if per_batch > 1 else ""), flush=True)
 
 
 if __name__ == "__main__":

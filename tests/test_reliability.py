@@ -199,3 +199,15 @@ def test_gradient_clipping_applies_to_every_optimizer(tmp_path):
     model = PCAdv(learn_model=False, grad_clip=clip, **SMALL)
     trainer(tmp_path, 6, [Raw()]).fit(model, Toy2DDataModule("explaining_away", num_samples=64, batch_size=8))
     assert min(unclipped) > clip  # so the bound above was the clipping's doing
+
+
+def test_finite_check_covers_dense_sparse_and_mixed_dtypes():
+    from ivi_lightning.algorithms.base import _all_finite
+
+    finite = [torch.ones(3), torch.ones(2, dtype=torch.float64), torch.ones(2, dtype=torch.bfloat16)]
+    assert _all_finite(finite)
+    assert not _all_finite(finite + [torch.tensor([1.0, float("inf")])])
+    assert not _all_finite(finite + [torch.tensor([float("nan")], dtype=torch.bfloat16)])
+    sparse = lambda value: torch.sparse_coo_tensor(torch.tensor([[0, 2]]), torch.tensor([1.0, value]), (4,))
+    assert _all_finite(finite + [sparse(2.0)]) and not _all_finite(finite + [sparse(float("nan"))])
+    assert [t.tolist() for t in finite] == [[1.0] * 3, [1.0] * 2, [1.0] * 2]  # values untouched

@@ -549,14 +549,14 @@ def _all_finite(tensors: List[Tensor]) -> bool:
     Where all are on one device, one kernel: the check ``GradScaler`` runs before unscaling, with
     a scale of 1 (values unchanged). For the toy VAE's loss and gradients on this project's CPU it
     takes 13 µs, against 30 µs for summing their norms (the previous check). Tensors on several
-    devices are checked one by one.
+    devices, and sparse ones, are checked one by one.
     """
     device = tensors[0].device
-    if hasattr(torch, "_amp_foreach_non_finite_check_and_unscale_") and all(t.device == device for t in tensors):
+    if hasattr(torch, "_amp_foreach_non_finite_check_and_unscale_") and all(t.device == device and t.layout == torch.strided for t in tensors):
         found = torch.zeros(1, device=device)
         torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, torch.ones(1, device=device))
         return not found.item()
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    return all(bool(torch.isfinite(t.coalesce().values() if t.is_sparse else t).all()) for t in tensors)
 
 
 def _check_algorithm(checkpoint: Dict[str, Any], cls: type) -> None:

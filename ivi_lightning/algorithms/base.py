@@ -164,6 +164,15 @@ class ImplicitVI(pl.LightningModule):
     def default_encoder(self) -> nn.Module:
         return self.build_network("implicit_encoder")
 
+    def build_context_network(self, kind: str, **options: Any) -> nn.Module:
+        """A default ``kind`` network that takes a location–scale encoder's ``cat(μ, log σ)`` in place of ``x``.
+
+        All such an encoder's noise ``u`` knows of ``x``, so all a discriminator or denoiser of
+        ``u`` needs: a small MLP whatever the data, however large the images.
+        """
+        hidden = self.hidden if self.hparams.architecture == "mlp" else (256, 256)
+        return build_network(kind, "mlp", data_shape=(2 * self.latent_dim,), latent_dim=self.latent_dim, hidden=hidden, **options)
+
     def _check_model(self) -> None:
         """Refuse a prior or likelihood whose missing density this algorithm needs."""
         name = type(self).__name__

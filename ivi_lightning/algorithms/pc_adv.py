@@ -7,7 +7,6 @@ import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
-from ivi_lightning.nets.factory import build_network
 from ivi_lightning.estimators import (
     diagonal_normal_log_prob,
     gaussian_moments,
@@ -64,9 +63,7 @@ class PCAdv(ImplicitVI):
 
     def default_discriminator(self) -> nn.Module:
         if self.uses_location_scale:
-            # It sees ((μ, log σ), z̃): a small MLP whatever the data, however large the images.
-            hidden = self.hidden if self.hparams.architecture == "mlp" else (256, 256)
-            return build_network("discriminator", "mlp", data_shape=(2 * self.latent_dim,), latent_dim=self.latent_dim, hidden=hidden)
+            return self.build_context_network("discriminator")  # it sees ((μ, log σ), z̃)
         return self.build_network("discriminator")
 
     def default_encoder(self) -> nn.Module:

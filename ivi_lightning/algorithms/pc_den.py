@@ -8,7 +8,6 @@ from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.estimators import denoiser_score, denoising_loss, score_surrogate
-from ivi_lightning.nets.factory import build_network
 
 
 class PCDen(ImplicitVI):
@@ -65,10 +64,7 @@ class PCDen(ImplicitVI):
 
     def default_denoiser(self) -> nn.Module:
         if self.hparams.location_scale:
-            # It sees (u, (μ, log σ)): a small MLP whatever the data, however large the images.
-            hidden = self.hidden if self.hparams.architecture == "mlp" else (256, 256)
-            return build_network("denoiser", "mlp", data_shape=(2 * self.latent_dim,), latent_dim=self.latent_dim, hidden=hidden,
-                                 noise_std=self.hparams.noise_std)
+            return self.build_context_network("denoiser", noise_std=self.hparams.noise_std)  # it sees (u, (μ, log σ))
         return self.build_network("denoiser", noise_std=self.hparams.noise_std)
 
     def auxiliary_networks(self) -> list:
@@ -77,7 +73,7 @@ class PCDen(ImplicitVI):
     def sample_posterior(self, x: Tensor, num_samples: int = 1) -> Tensor:
         if self.hparams.location_scale:
             repeated = x.unsqueeze(0).expand(num_samples, *x.shape).reshape(num_samples * x.shape[0], *x.shape[1:])
-            return self.posterior_sample(repeated)[0].view(num_samples, x.shape[0], self.latent_dim)
+            return self.location_scale_sample(repeated)[0].view(num_samples, x.shape[0], self.latent_dim)
         z = super().sample_posterior(x, num_samples)
         return z + self.hparams.noise_std * torch.randn_like(z) if self.hparams.smooth_posterior else z
 
@@ -100,21 +96,25 @@ class PCDen(ImplicitVI):
         mean, std = location_scale if location_scale is not None else self.encoder.location_scale(x)
         return self.encoder.warped_noise(mean, std)[0], self.encoder.context(mean, std)
 
+    def location_scale_sample(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(z, u, μ, σ)``: ``z = μ + σ ⊙ u`` from the location–scale encoder, ``u`` smoothed if ``smooth_posterior``."""
+        mean, std = self.encoder.location_scale(x)
+        u = self.encoder.warped_noise(mean, std)[0]
+        u = u + self.hparams.noise_std * torch.randn_like(u) if self.hparams.smooth_posterior else u
+        return mean + std * u, u, mean, std
+
     def posterior_sample(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """``(z, log_q_surrogate)``: a reparameterised ``z ~ q(z|x)`` (smoothed if ``smooth_posterior``)
         and a per-example term whose gradient is that of ``log q(z|x)`` (estimated by the denoiser).
         """
-        sigma, smooth = self.hparams.noise_std, self.hparams.smooth_posterior
         if not self.hparams.location_scale:
             z = self.encoder(x)
-            z = z + sigma * torch.randn_like(z) if smooth else z
+            z = z + self.hparams.noise_std * torch.randn_like(z) if self.hparams.smooth_posterior else z
             return z, score_surrogate(z, self.posterior_score(x, z))
-        mean, std = self.encoder.location_scale(x)
-        u = self.encoder.warped_noise(mean, std)[0]
-        u = u + sigma * torch.randn_like(u) if smooth else u
+        z, u, mean, std = self.location_scale_sample(x)
         # log q(z|x) = log q(u | μ, σ) − Σ log σ: the scale's part exactly, the shape's from the denoiser.
         condition = self.encoder.context(mean, std).detach()
-        return mean + std * u, score_surrogate(u, self.posterior_score(condition, u)) - std.log().sum(1)
+        return z, score_surrogate(u, self.posterior_score(condition, u)) - std.log().sum(1)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_den = self.optimizers()

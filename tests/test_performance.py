@@ -101,17 +101,27 @@ class _CountBackward(pl.Callback):
         self.calls += 1
 
 
+def _fit_toy(tmp_path, model, optimizer_steps, batch_size=32, callbacks=()):
+    """``model`` trained for ``optimizer_steps`` on 256 explaining-away examples (seed 0); its Trainer."""
+    trainer = pl.Trainer(
+        max_steps=optimizer_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0, default_root_dir=tmp_path, callbacks=list(callbacks),
+    )
+    trainer.fit(model, Toy2DDataModule("explaining_away", num_samples=256, batch_size=batch_size, seed=0))
+    return trainer
+
+
+def _assert_same_parameters(model, other):
+    for (name, p), q in zip(model.state_dict().items(), other.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
 def _train_pc_adv(tmp_path, callbacks=(), force_lightning_path=False):
     torch.manual_seed(0)
     model = PCAdv(latent_dim=2, data_shape=1, learn_model=True, hidden=(16,), aux_steps=2, grad_clip=0.5)
     if force_lightning_path:
         model._hooks_are_pass_through = lambda: False
-    trainer = pl.Trainer(
-        max_steps=30, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, default_root_dir=tmp_path, callbacks=list(callbacks),
-    )
-    trainer.fit(model, Toy2DDataModule("explaining_away", num_samples=256, batch_size=32, seed=0))
-    return model, trainer
+    return model, _fit_toy(tmp_path, model, 30, callbacks=callbacks)
 
 
 def test_direct_updates_equal_lightnings_backward_and_step(tmp_path):
@@ -120,8 +130,7 @@ def test_direct_updates_equal_lightnings_backward_and_step(tmp_path):
     assert model._hooks_are_pass_through()
     reference, reference_trainer = _train_pc_adv(tmp_path, force_lightning_path=True)
     assert trainer.global_step == reference_trainer.global_step == 30
-    for (name, p), q in zip(model.state_dict().items(), reference.state_dict().values()):
-        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    _assert_same_parameters(model, reference)
     for opt, ref_opt in zip(trainer.optimizers, reference_trainer.optimizers):
         assert opt.state_dict()["state"][0]["step"] == ref_opt.state_dict()["state"][0]["step"]
 
@@ -136,12 +145,7 @@ def test_a_callback_using_backward_hooks_keeps_lightnings_path(tmp_path):
 def _train_toy(tmp_path, algorithm, batch_size, updates_per_batch, optimizer_steps):
     torch.manual_seed(0)
     model = algorithm(latent_dim=2, data_shape=1, learn_model=False, hidden=(16,), aux_steps=2, updates_per_batch=updates_per_batch)
-    trainer = pl.Trainer(
-        max_steps=optimizer_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, default_root_dir=tmp_path,
-    )
-    trainer.fit(model, Toy2DDataModule("explaining_away", num_samples=256, batch_size=batch_size, seed=0))
-    return model, trainer
+    return model, _fit_toy(tmp_path, model, optimizer_steps, batch_size)
 
 
 @pytest.mark.parametrize("algorithm", [VAE, PCAdv, PCDen, JCDen])
@@ -151,8 +155,7 @@ def test_updates_per_batch_trains_exactly_as_loading_the_update_batches_one_by_o
     chunked, chunked_trainer = _train_toy(tmp_path, algorithm, batch_size=128, updates_per_batch=4, optimizer_steps=steps)
     assert trainer.global_step == chunked_trainer.global_step == steps
     assert chunked_trainer.fit_loop.epoch_loop._batches_that_stepped * 4 == trainer.fit_loop.epoch_loop._batches_that_stepped
-    for (name, p), q in zip(model.state_dict().items(), chunked.state_dict().values()):
-        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    _assert_same_parameters(model, chunked)
 
 
 def test_updates_per_batch_must_divide_the_batch(tmp_path):

@@ -131,6 +131,20 @@ def test_location_scale_denoiser_learns_the_analytic_score_of_u():
     assert relative_error < 0.25, relative_error  # seeds 0–2: 0.11, 0.17, 0.11; against the unsmoothed mixture's score 0.39
 
 
+@pytest.mark.parametrize("algorithm, options", [(PCAdv, dict(adaptive_contrast=True)), (PCDen, dict(location_scale=True))])
+def test_location_scale_encoder_runs_once_per_update_and_still_trains(algorithm, options, tmp_path):
+    """(μ, σ) of the (image-sized) Gaussian part is computed once per update and shared by the
+    auxiliary steps (detached) and the encoder step (with its graph): no extra encoder passes."""
+    dm = Toy2DDataModule("explaining_away", num_samples=512, batch_size=64)
+    model = algorithm(latent_dim=2, data_shape=1, learn_model=False, hidden=(16,), aux_steps=3, **options)
+    calls, moments = [], model.encoder.gaussian.moments
+    model.encoder.gaussian.moments = lambda x: calls.append(x.shape[0]) or moments(x)
+    before = [p.detach().clone() for p in model.encoder.gaussian.parameters()]
+    quiet_trainer(tmp_path, max_steps=2 * (1 + 3), limit_val_batches=0).fit(model, dm)  # 2 batches
+    assert calls == [64, 64]
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.encoder.gaussian.parameters()))
+
+
 def test_each_algorithm_logs_its_losses(tmp_path):
     dm = Toy2DDataModule("explaining_away", num_samples=512, batch_size=64)
     expected = {

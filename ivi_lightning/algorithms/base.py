@@ -552,6 +552,12 @@ class ImplicitVI(pl.LightningModule):
 
 
 # --- helpers -----------------------------------------------------------------------------------
+def detached(tensors: Optional[Tuple[Tensor, ...]]) -> Optional[Tuple[Tensor, ...]]:
+    """``tensors`` cut from their graph (``None`` stays ``None``): e.g. a location–scale encoder's
+    ``(μ, σ)``, computed once per update with its graph for the encoder and detached for the auxiliary network."""
+    return None if tensors is None else tuple(t.detach() for t in tensors)
+
+
 def _all_finite(tensors: List[Tensor]) -> bool:
     """Whether every element of ``tensors`` is finite, with one host read.
 

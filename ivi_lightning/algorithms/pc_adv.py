@@ -6,7 +6,7 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.algorithms.base import ImplicitVI
+from ivi_lightning.algorithms.base import ImplicitVI, detached
 from ivi_lightning.estimators import (
     diagonal_normal_log_prob,
     gaussian_moments,
@@ -129,16 +129,17 @@ class PCAdv(ImplicitVI):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_disc = self.optimizers()
         for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
-            with torch.no_grad():  # a location-scale encoder's (μ, σ), computed once for all discriminator steps
-                location_scale = self.encoder.location_scale(x) if self.uses_location_scale else None
+            # A location-scale encoder's (μ, σ), computed once per update: detached for the discriminator's
+            # steps, with its graph for the encoder's (the discriminator's steps leave the encoder unchanged).
+            location_scale = self.encoder.location_scale(x) if self.uses_location_scale else None
             for _ in range(self.hparams.aux_steps):
                 with torch.no_grad():
-                    _, condition, _, z_q, _ = self.contrast(x, location_scale)
+                    _, condition, _, z_q, _ = self.contrast(x, detached(location_scale))
                 t_q, t_p = self.logit(condition, z_q), self.logit(condition, self.reference_sample(z_q.shape[0]))
                 loss_disc = ratio_loss(t_q, t_p)
                 self.optimize(opt_disc, loss_disc)
 
-            elbo = self.elbo_estimate(x).mean()
+            elbo = self.elbo_estimate(x, location_scale).mean()
             self.optimize(opt_vi, -elbo)
         self.log_metrics(
             "train",
@@ -146,7 +147,12 @@ class PCAdv(ImplicitVI):
             prog_bar=True,
         )
 
-    def elbo_estimate(self, x: Tensor) -> Tensor:
-        """Plug-in ``log p(x|z) − T(x, z) − correction`` per ``q`` sample: an estimate, not a bound."""
-        x_q, condition, z, z_contrast, correction = self.contrast(x)
+    def elbo_estimate(self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+        """Plug-in ``log p(x|z) − T(x, z) − correction`` per ``q`` sample: an estimate, not a bound.
+
+        Args:
+            x: a batch of data.
+            location_scale: a location–scale encoder's ``(μ, σ)`` for ``x``, if already computed.
+        """
+        x_q, condition, z, z_contrast, correction = self.contrast(x, location_scale)
         return self.likelihood.log_prob(x_q, z) - self.logit(condition, z_contrast) - correction

@@ -6,7 +6,7 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.algorithms.base import ImplicitVI
+from ivi_lightning.algorithms.base import ImplicitVI, detached
 from ivi_lightning.estimators import denoiser_score, denoising_loss, score_surrogate
 
 
@@ -96,22 +96,24 @@ class PCDen(ImplicitVI):
         mean, std = location_scale if location_scale is not None else self.encoder.location_scale(x)
         return self.encoder.warped_noise(mean, std)[0], self.encoder.context(mean, std)
 
-    def location_scale_sample(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(z, u, μ, σ)``: ``z = μ + σ ⊙ u`` from the location–scale encoder, ``u`` smoothed if ``smooth_posterior``."""
-        mean, std = self.encoder.location_scale(x)
+    def location_scale_sample(self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(z, u, μ, σ)``: ``z = μ + σ ⊙ u`` from the location–scale encoder, ``u`` smoothed if ``smooth_posterior``
+        (``(μ, σ)`` may be passed in, already computed for ``x``)."""
+        mean, std = location_scale if location_scale is not None else self.encoder.location_scale(x)
         u = self.encoder.warped_noise(mean, std)[0]
         u = u + self.hparams.noise_std * torch.randn_like(u) if self.hparams.smooth_posterior else u
         return mean + std * u, u, mean, std
 
-    def posterior_sample(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def posterior_sample(self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
         """``(z, log_q_surrogate)``: a reparameterised ``z ~ q(z|x)`` (smoothed if ``smooth_posterior``)
         and a per-example term whose gradient is that of ``log q(z|x)`` (estimated by the denoiser).
+        A location–scale encoder's ``(μ, σ)`` for ``x`` may be passed in (with their graph).
         """
         if not self.hparams.location_scale:
             z = self.encoder(x)
             z = z + self.hparams.noise_std * torch.randn_like(z) if self.hparams.smooth_posterior else z
             return z, score_surrogate(z, self.posterior_score(x, z))
-        z, u, mean, std = self.location_scale_sample(x)
+        z, u, mean, std = self.location_scale_sample(x, location_scale)
         # log q(z|x) = log q(u | μ, σ) − Σ log σ: the scale's part exactly, the shape's from the denoiser.
         condition = self.encoder.context(mean, std).detach()
         return z, score_surrogate(u, self.posterior_score(condition, u)) - std.log().sum(1)
@@ -120,15 +122,16 @@ class PCDen(ImplicitVI):
         opt_vi, opt_den = self.optimizers()
         sigma = self.hparams.noise_std
         for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
-            with torch.no_grad():  # a location-scale encoder's (μ, σ), computed once for all denoiser steps
-                location_scale = self.encoder.location_scale(x) if self.hparams.location_scale else None
+            # A location-scale encoder's (μ, σ), computed once per update: detached for the denoiser's
+            # steps, with its graph for the encoder's (the denoiser's steps leave the encoder unchanged).
+            location_scale = self.encoder.location_scale(x) if self.hparams.location_scale else None
             for _ in range(self.hparams.aux_steps):
                 with torch.no_grad():
-                    clean, condition = self.denoiser_sample(x, location_scale)
+                    clean, condition = self.denoiser_sample(x, detached(location_scale))
                 loss_den = denoising_loss(self.denoiser(clean + sigma * torch.randn_like(clean), condition), clean)
                 self.optimize(opt_den, loss_den)
 
-            z, log_q = self.posterior_sample(x)
+            z, log_q = self.posterior_sample(x, location_scale)
             log_joint = self.likelihood.log_prob(x, z) + self.prior.log_prob(z)
             loss = (log_q - log_joint).mean()
             self.optimize(opt_vi, loss)

@@ -306,14 +306,15 @@ def test_image_configs_parse_and_build(config, mnist_dir, celeba_dir, tmp_path, 
     assert type(cli.model).__name__ == expected[Path(config).parent.name]
 
 
-def test_mnist_table_prints_same_time_rows(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("jobs", ["1", "2"])  # 2: each implicit row trains beside its same-time VAE (separate processes)
+def test_mnist_table_prints_same_time_rows(jobs, tmp_path, capsys, monkeypatch):
     """benchmarks/mnist_table.py end to end on a fixture, with the same-time VAE columns (checks the script, not the numbers)."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import mnist_table
 
     data = write_mnist(tmp_path / "data", n_train=5000 + 130, n_test=4)  # 5,000 go to validation: one training batch of 128 per epoch
     mnist_table.main(["--data_dir", str(data), "--algorithms", "VAE", "PCDen+LS", "--latent_dims", "2", "--updates", "3", "--ais_examples", "2",
-                      "--num_temperatures", "3", "--num_chains", "1", "--leapfrog_steps", "1", "--iwae_samples", "2", "--time_matched"])
+                      "--num_temperatures", "3", "--num_chains", "1", "--leapfrog_steps", "1", "--iwae_samples", "2", "--time_matched", "--jobs", jobs])
     rows = [line.strip("|").split("|") for line in capsys.readouterr().out.splitlines() if line.startswith(("| VAE | 2", "| PCDen+LS | 2"))]
     assert len(rows) == 2 and all(len(row) == 12 for row in rows), rows
     assert rows[0][6].strip() == "—" and rows[1][6].strip() not in ("—", "")  # the implicit row has its same-time VAE

@@ -80,6 +80,9 @@ PARITY = {
     "VAE": lambda: VAE(**TINY),
     "PCAdv": lambda: PCAdv(**TINY),
     "PCDen": lambda: PCDen(**TINY),
+    # Location-scale forms: the encoder's (μ, σ) graph is built before the auxiliary backward passes and used after them.
+    "PCAdv_ac": lambda: PCAdv(adaptive_contrast=True, **TINY),
+    "PCDen_ls": lambda: PCDen(location_scale=True, **TINY),
     "JCAdv": lambda: JCAdv(**TINY),
     "JCAdv_ali": lambda: JCAdv(loss="ali", **TINY),
     "JCDen": lambda: JCDen(**TINY),

@@ -168,9 +168,14 @@ class ImplicitVI(pl.LightningModule):
         """A default ``kind`` network that takes a location–scale encoder's ``cat(μ, log σ)`` in place of ``x``.
 
         All such an encoder's noise ``u`` knows of ``x``, so all a discriminator or denoiser of
-        ``u`` needs: a small MLP whatever the data, however large the images.
+        ``u`` needs: a small MLP whatever the data, however large the images. Its input is
+        ``3 · latent_dim`` wide, and its layers scale with it (``8 · latent_dim`` units, within
+        64–256). On MNIST (``conv_small``, z = 8, one thread) 64 units cut PCDen's six denoiser
+        steps from 12 to 5 ms per update (the encoder's step is ~35 ms) and scored as well or
+        better on AIS (seeds 0–2); at z = 32 they were too few (PCAdv+AC diverged).
         """
-        hidden = self.hidden if self.hparams.architecture == "mlp" else (256, 256)
+        width = min(256, max(64, 8 * self.latent_dim))
+        hidden = self.hidden if self.hparams.architecture == "mlp" else (width, width)
         return build_network(kind, "mlp", data_shape=(2 * self.latent_dim,), latent_dim=self.latent_dim, hidden=hidden, **options)
 
     def _check_model(self) -> None:

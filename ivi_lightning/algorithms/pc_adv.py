@@ -132,9 +132,10 @@ class PCAdv(ImplicitVI):
             # A location-scale encoder's (μ, σ), computed once per update: detached for the discriminator's
             # steps, with its graph for the encoder's (the discriminator's steps leave the encoder unchanged).
             location_scale = self.encoder.location_scale(x) if self.uses_location_scale else None
+            frozen = detached(location_scale)
             for _ in range(self.hparams.aux_steps):
                 with torch.no_grad():
-                    _, condition, _, z_q, _ = self.contrast(x, detached(location_scale))
+                    _, condition, _, z_q, _ = self.contrast(x, frozen)
                 t_q, t_p = self.logit(condition, z_q), self.logit(condition, self.reference_sample(z_q.shape[0]))
                 loss_disc = ratio_loss(t_q, t_p)
                 self.optimize(opt_disc, loss_disc)

@@ -125,9 +125,10 @@ class PCDen(ImplicitVI):
             # A location-scale encoder's (μ, σ), computed once per update: detached for the denoiser's
             # steps, with its graph for the encoder's (the denoiser's steps leave the encoder unchanged).
             location_scale = self.encoder.location_scale(x) if self.hparams.location_scale else None
+            frozen = detached(location_scale)
             for _ in range(self.hparams.aux_steps):
                 with torch.no_grad():
-                    clean, condition = self.denoiser_sample(x, detached(location_scale))
+                    clean, condition = self.denoiser_sample(x, frozen)
                 loss_den = denoising_loss(self.denoiser(clean + sigma * torch.randn_like(clean), condition), clean)
                 self.optimize(opt_den, loss_den)
 

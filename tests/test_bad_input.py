@@ -65,6 +65,7 @@ def test_fixed_model_without_known_model(tmp_path):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(noise_std=0.0), "noise_std must be positive"),
     (dict(aux_steps=0), "aux_steps must be positive"),
+    (dict(denoiser_samples=0), "denoiser_samples must be positive"),
     (dict(lr=-1.0), "lr must be positive"),
     (dict(latent_dim=0), "latent_dim must be positive"),
     (dict(data_shape=(1, 0, 28)), "data_shape must be a positive"),

@@ -319,3 +319,26 @@ def test_mnist_table_prints_same_time_rows(jobs, tmp_path, capsys, monkeypatch):
     assert len(rows) == 2 and all(len(row) == 12 for row in rows), rows
     assert rows[0][6].strip() == "—" and rows[1][6].strip() not in ("—", "")  # the implicit row has its same-time VAE
     assert int(rows[1][2]) == 3  # batches trained
+
+
+def test_mnist_table_reports_a_diverged_row_and_goes_on(tmp_path, capsys, monkeypatch):
+    """A row whose training hits a non-finite loss is printed as diverged; the other rows still run."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import mnist_table
+    from ivi_lightning.algorithms.base import NonFiniteLossError
+
+    run = mnist_table.run
+
+    def diverging(name, *args, **kwargs):
+        if name == "PCDen+LS":
+            raise NonFiniteLossError("PCDen: the denoiser update at global step 7 has a non-finite loss or gradient (loss=nan); training stopped")
+        return run(name, *args, **kwargs)
+
+    monkeypatch.setattr(mnist_table, "run", diverging)
+    data = write_mnist(tmp_path / "data", n_train=5000 + 130, n_test=4)
+    mnist_table.main(["--data_dir", str(data), "--algorithms", "PCDen+LS", "VAE", "--latent_dims", "2", "--updates", "2", "--ais_examples", "2",
+                      "--num_temperatures", "3", "--num_chains", "1", "--leapfrog_steps", "1", "--iwae_samples", "2", "--time_matched"])
+    out = capsys.readouterr().out
+    assert "| PCDen+LS | 2 | — | — | diverged: PCDen: the denoiser update at global step 7 has a non-finite loss or gradient (loss=nan) |" in out
+    vae_row = next(line for line in out.splitlines() if line.startswith("| VAE | 2"))
+    assert vae_row.count("|") == 13 and "diverged" not in vae_row

@@ -183,3 +183,13 @@ def scaled_denoising_loss(denoised: Tensor, clean: Tensor, noise_std: float) -> 
     tensor(12.)
     """
     return denoising_loss(denoised / noise_std, clean / noise_std)
+
+
+def tile_examples(x: Tensor, num_samples: int) -> Tensor:
+    """``x`` (``[batch, ...]``) stacked ``num_samples`` times along the batch: ``[num_samples · batch, ...]``,
+    row ``j · batch + i`` being example ``i`` (the layout of ``num_samples`` draws per example, flattened).
+
+    >>> tile_examples(torch.tensor([[1], [2]]), 3).flatten().tolist()
+    [1, 2, 1, 2, 1, 2]
+    """
+    return x.unsqueeze(0).expand(num_samples, *x.shape).reshape(num_samples * x.shape[0], *x.shape[1:])

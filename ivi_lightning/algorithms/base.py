@@ -28,6 +28,7 @@ from ivi_lightning.distributions import (
     has_log_prob,
 )
 from ivi_lightning.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from ivi_lightning.estimators import tile_examples
 from ivi_lightning.nets.factory import build_network
 
 PART_NAMES = ("prior", "likelihood", "encoder", "discriminator", "denoiser")
@@ -411,7 +412,7 @@ class ImplicitVI(pl.LightningModule):
 
         Differentiable (reparameterised); wrap in ``torch.no_grad()`` for evaluation.
         """
-        repeated = x.unsqueeze(0).expand(num_samples, *x.shape).reshape(num_samples * x.shape[0], *x.shape[1:])
+        repeated = tile_examples(x, num_samples)
         return self.encoder(repeated).view(num_samples, x.shape[0], self.latent_dim)
 
     def sample_model(self, num_samples: int) -> Tuple[Tensor, Tensor]:

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI, detached
-from ivi_lightning.estimators import denoiser_score, denoising_loss, score_surrogate
+from ivi_lightning.estimators import denoiser_score, denoising_loss, score_surrogate, tile_examples
 
 
 class PCDen(ImplicitVI):
@@ -78,7 +78,7 @@ class PCDen(ImplicitVI):
 
     def sample_posterior(self, x: Tensor, num_samples: int = 1) -> Tensor:
         if self.hparams.location_scale:
-            repeated = x.unsqueeze(0).expand(num_samples, *x.shape).reshape(num_samples * x.shape[0], *x.shape[1:])
+            repeated = tile_examples(x, num_samples)
             return self.location_scale_sample(repeated)[0].view(num_samples, x.shape[0], self.latent_dim)
         z = super().sample_posterior(x, num_samples)
         return z + self.hparams.noise_std * torch.randn_like(z) if self.hparams.smooth_posterior else z
@@ -101,7 +101,7 @@ class PCDen(ImplicitVI):
         stacked along the batch (``[num_samples · batch, ...]``).
         """
         if not self.hparams.location_scale:
-            condition = x.unsqueeze(0).expand(num_samples, *x.shape).reshape(num_samples * x.shape[0], *x.shape[1:])
+            condition = tile_examples(x, num_samples)
             return self.encoder(condition), condition
         mean, std = location_scale if location_scale is not None else self.encoder.location_scale(x)
         u = self.encoder.warped_noise(mean, std, num_samples).flatten(0, 1)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ivi_lightning.distributions import Likelihood, Prior, has_log_prob
-from ivi_lightning.estimators import diagonal_normal_log_prob
+from ivi_lightning.estimators import diagonal_normal_log_prob, tile_examples
 
 SCHEDULES = ("sigmoid", "linear")
 
@@ -334,7 +334,7 @@ def iwae_bound(
         k = min(chunk, num_samples - start)
         z = mean.unsqueeze(0) + std.unsqueeze(0) * torch.randn(k, *mean.shape, device=mean.device, dtype=mean.dtype)  # [k, B, D]
         z_flat = z.reshape(k * batch, -1)
-        x_rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * batch, *x.shape[1:])
+        x_rep = tile_examples(x, k)
         log_w = likelihood.log_prob(x_rep, z_flat) + prior.log_prob(z_flat)
         log_w = log_w.view(k, batch) - diagonal_normal_log_prob(z, mean.unsqueeze(0), std.unsqueeze(0))
         pieces.append(torch.logsumexp(log_w, 0))

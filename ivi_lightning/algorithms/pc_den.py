@@ -105,7 +105,7 @@ class PCDen(ImplicitVI):
             return self.encoder(condition), condition
         mean, std = location_scale if location_scale is not None else self.encoder.location_scale(x)
         u = self.encoder.warped_noise(mean, std, num_samples).flatten(0, 1)
-        return u, self.encoder.context(mean, std).repeat(num_samples, 1)
+        return u, tile_examples(self.encoder.context(mean, std), num_samples)
 
     def location_scale_sample(self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(z, u, μ, σ)``: ``z = μ + σ ⊙ u`` from the location–scale encoder, ``u`` smoothed if ``smooth_posterior``

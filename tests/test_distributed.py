@@ -233,3 +233,22 @@ def test_presets_compose_with_an_algorithm_config(preset, expected, monkeypatch,
     config = yaml.safe_load(capsys.readouterr().out)
     assert {k: config["trainer"][k] for k in expected} == expected
     assert config["model"]["class_path"].endswith("PCAdv")  # the algorithm config is kept
+
+
+def test_a_process_exits_with_its_gloo_group_destroyed(tmp_path):
+    """A fit under DDP registers an exit hook that destroys the gloo group before interpreter
+    finalization (a live group can abort the exiting process: SIGABRT from gloo's threads)."""
+    import subprocess
+    import sys
+
+    script = f"""
+import atexit, torch.distributed as dist
+from ivi_lightning.algorithms import base
+atexit.register(lambda: print("initialized at exit:", dist.is_initialized()))  # runs after the hook (atexit is LIFO)
+dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
+base._destroy_gloo_group_at_exit()
+print("initialized:", dist.is_initialized())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["initialized:", "True", "initialized", "at", "exit:", "False"], out.stdout

@@ -2,6 +2,7 @@
 module, input checks, posterior sampling, the optimizer step and logging."""
 from __future__ import annotations
 
+import atexit
 import io
 import os
 import random
@@ -257,6 +258,8 @@ class ImplicitVI(pl.LightningModule):
             self._cuda_probe_env = os.environ[CUDA_PROBE_ENV]
             os.environ[CUDA_PROBE_ENV] = "0"
         self._direct_updates = self._hooks_are_pass_through()  # and skip Lightning's update plumbing where it does nothing
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            _destroy_gloo_group_at_exit()
 
     def _hooks_are_pass_through(self) -> bool:
         """Whether :meth:`optimize` may skip Lightning's backward/step plumbing (same result, less time).
@@ -558,6 +561,33 @@ class ImplicitVI(pl.LightningModule):
 
 
 # --- helpers -----------------------------------------------------------------------------------
+_exit_hook_registered = False
+
+
+def _destroy_gloo_group_at_exit() -> None:
+    """Destroy this process's gloo process group when it exits, while the interpreter is whole.
+
+    Lightning leaves the group alive after ``fit`` (a later ``test`` reuses it). A process that
+    exits with a gloo group alive can be aborted during interpreter finalization, when gloo's
+    threads release tensors (``terminate called without an active exception``, SIGABRT; seen
+    here in a 2-process CPU fit's spawned worker, and the cause named in pytorch/pytorch#179291).
+    Destroying a gloo group is local, so it is safe at exit whatever the other ranks do.
+    """
+    global _exit_hook_registered
+    if _exit_hook_registered:
+        return
+    _exit_hook_registered = True
+
+    def destroy() -> None:
+        try:
+            if torch.distributed.is_initialized() and torch.distributed.get_backend() == "gloo":
+                torch.distributed.destroy_process_group()
+        except Exception:  # exiting anyway: never turn a clean exit into a traceback
+            pass
+
+    atexit.register(destroy)
+
+
 def detached(tensors: Optional[Tuple[Tensor, ...]]) -> Optional[Tuple[Tensor, ...]]:
     """``tensors`` cut from their graph (``None`` stays ``None``): e.g. a location–scale encoder's
     ``(μ, σ)``, computed once per update with its graph for the encoder and detached for the auxiliary network."""

@@ -6,7 +6,7 @@ import signal
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from pytorch_lightning.callbacks import EMAWeightAveraging, ModelCheckpoint, OnExceptionCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from datamodules import Toy2DDataModule
@@ -76,6 +76,46 @@ def test_interrupted_and_resumed_run_ends_with_the_uninterrupted_parameters(tmp_
     pl.seed_everything(123)  # a different seed: everything must come from the checkpoint
     resumed = make_model()
     trainer(tmp_path / "c", 20, [ModelCheckpoint(dirpath=tmp_path / "c")]).fit(resumed, make_dm(), ckpt_path=resume_from)
+    torch.testing.assert_close(params(resumed), params(reference), rtol=0, atol=1e-6)
+
+
+class RecordWeights(pl.Callback):
+    def __init__(self) -> None:
+        self.after_each_batch = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.after_each_batch.append(params(pl_module).clone())
+
+
+def test_weight_averaging_takes_one_average_a_batch_and_survives_a_resume(tmp_path):
+    """Lightning's EMAWeightAveraging over our manual steps (two optimizers a batch): the model ends
+    with the average of its weights after each batch, not after each optimizer step, and a run
+    killed and resumed from its last checkpoint ends with the same average."""
+    decay = 0.8
+    make_dm = lambda: Toy2DDataModule("explaining_away", num_samples=16, batch_size=4)
+    pl.seed_everything(3)
+    reference, record = PCAdv(learn_model=True, **SMALL), RecordWeights()
+    trainer(tmp_path / "a", 20, [record, EMAWeightAveraging(decay=decay)], enable_checkpointing=False).fit(reference, make_dm())
+    assert len(record.after_each_batch) == 10  # 20 optimizer steps
+    average = record.after_each_batch[0]
+    for weights in record.after_each_batch[1:]:
+        average = decay * average + (1 - decay) * weights
+    torch.testing.assert_close(params(reference), average)
+    assert not torch.allclose(average, record.after_each_batch[-1])
+
+    pl.seed_everything(3)
+    model = PCAdv(learn_model=True, **SMALL)
+    callbacks = [ModelCheckpoint(dirpath=tmp_path / "b", every_n_train_steps=6, save_last=True, save_top_k=-1), Interrupt(7, "kill"),
+                 EMAWeightAveraging(decay=decay)]
+    sigint = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit):
+        trainer(tmp_path / "b", 20, callbacks).fit(model, make_dm())
+    signal.signal(signal.SIGINT, sigint)
+    pl.seed_everything(123)
+    resumed = PCAdv(learn_model=True, **SMALL)
+    trainer(tmp_path / "c", 20, [EMAWeightAveraging(decay=decay)], enable_checkpointing=False).fit(
+        resumed, make_dm(), ckpt_path=tmp_path / "b" / "last.ckpt"
+    )
     torch.testing.assert_close(params(resumed), params(reference), rtol=0, atol=1e-6)
 
 

@@ -29,12 +29,13 @@ from typing import Dict, Optional
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EMAWeightAveraging
 
 from datamodules import MNISTDataModule
 from ivi_lightning import JCAdv, JCDen, PCAdv, PCDen, VAE
 from ivi_lightning.algorithms.base import NonFiniteLossError
 from ivi_lightning.evaluate import evaluate
+
+EMAWeightAveraging = getattr(pl.callbacks, "EMAWeightAveraging", None)  # pytorch-lightning >= 2.6
 
 ALGORITHMS = {
     "VAE": (VAE, {}),
@@ -235,6 +236,8 @@ def main(argv=None) -> None:
         args.ema_decay = profile["ema_decay"]
     if not 0 <= args.ema_decay < 1:
         parser.error(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
+    if args.ema_decay > 0 and EMAWeightAveraging is None:
+        parser.error(f"--ema_decay {args.ema_decay} needs Lightning's EMAWeightAveraging (pytorch-lightning >= 2.6): upgrade, or pass --ema_decay 0")
     for key in ("updates", "ais_examples", "num_temperatures", "num_chains", "leapfrog_steps", "iwae_samples"):
         if getattr(args, key) is None:
             setattr(args, key, profile[key])

@@ -6,7 +6,7 @@ import signal
 import pytest
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EMAWeightAveraging, ModelCheckpoint, OnExceptionCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from datamodules import Toy2DDataModule
@@ -15,6 +15,8 @@ from ivi_lightning.algorithms.base import NonFiniteLossError
 from ivi_lightning.checkpoint import AtomicCheckpointIO
 
 SMALL = dict(latent_dim=2, data_shape=1, hidden=(8,), aux_steps=1)
+EMAWeightAveraging = getattr(pl.callbacks, "EMAWeightAveraging", None)  # pytorch-lightning >= 2.6
+needs_weight_averaging = pytest.mark.skipif(EMAWeightAveraging is None, reason="EMAWeightAveraging needs pytorch-lightning >= 2.6")
 
 
 def trainer(tmp_path, max_steps, callbacks=(), **kwargs):
@@ -87,6 +89,7 @@ class RecordWeights(pl.Callback):
         self.after_each_batch.append(params(pl_module).clone())
 
 
+@needs_weight_averaging
 def test_weight_averaging_takes_one_average_a_batch_and_survives_a_resume(tmp_path):
     """Lightning's EMAWeightAveraging over our manual steps (two optimizers a batch): the model ends
     with the average of its weights after each batch, not after each optimizer step, and a run
@@ -117,6 +120,19 @@ def test_weight_averaging_takes_one_average_a_batch_and_survives_a_resume(tmp_pa
         resumed, make_dm(), ckpt_path=tmp_path / "b" / "last.ckpt"
     )
     torch.testing.assert_close(params(resumed), params(reference), rtol=0, atol=1e-6)
+
+
+@needs_weight_averaging
+def test_weight_averaging_every_n_optimizer_steps_is_refused_where_a_batch_takes_several(tmp_path):
+    # It counts optimizer steps but is checked once a batch, after two: with 2 it would never update.
+    make_dm = lambda: Toy2DDataModule("explaining_away", num_samples=16, batch_size=4)
+    with pytest.raises(ValueError, match="update_every_n_steps=2.*keep 1"):
+        trainer(tmp_path, 20, [EMAWeightAveraging(update_every_n_steps=2)], enable_checkpointing=False).fit(PCAdv(learn_model=True, **SMALL), make_dm())
+    # A VAE takes one step a batch: every other batch, as meant.
+    pl.seed_everything(0)
+    vae, record = VAE(learn_model=True, **SMALL), RecordWeights()
+    trainer(tmp_path, 4, [record, EMAWeightAveraging(decay=0.5, update_every_n_steps=2)], enable_checkpointing=False).fit(vae, make_dm())
+    torch.testing.assert_close(params(vae), 0.5 * record.after_each_batch[0] + 0.5 * record.after_each_batch[2])
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):

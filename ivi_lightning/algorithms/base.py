@@ -258,8 +258,27 @@ class ImplicitVI(pl.LightningModule):
             self._cuda_probe_env = os.environ[CUDA_PROBE_ENV]
             os.environ[CUDA_PROBE_ENV] = "0"
         self._direct_updates = self._hooks_are_pass_through()  # and skip Lightning's update plumbing where it does nothing
+        self._check_weight_averaging()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             _destroy_gloo_group_at_exit()
+
+    def _check_weight_averaging(self) -> None:
+        """Refuse an ``EMAWeightAveraging`` that would update erratically or never.
+
+        Its ``update_every_n_steps`` counts optimizer steps, but it is checked only at the end of a
+        batch, after the whole update schedule: with two steps a batch and 2 it never fires, and the
+        model ends with its initial weights. One step a batch (a VAE) counts batches, as meant.
+        """
+        averaging = getattr(pl.callbacks, "EMAWeightAveraging", None)  # pytorch-lightning >= 2.6
+        if averaging is None or (len(self.trainer.optimizers) == 1 and self.hparams.updates_per_batch == 1):
+            return
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, averaging) and callback.update_every_n_steps != 1:
+                raise ValueError(
+                    f"EMAWeightAveraging(update_every_n_steps={callback.update_every_n_steps}) counts optimizer steps, but "
+                    f"{type(self).__name__} takes several per batch and the average is updated only at a batch's end, so it "
+                    "would update erratically or never: keep 1 (one update a batch), and set a longer horizon with decay"
+                )
 
     def _hooks_are_pass_through(self) -> bool:
         """Whether :meth:`optimize` may skip Lightning's backward/step plumbing (same result, less time).

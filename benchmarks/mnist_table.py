@@ -32,10 +32,8 @@ import torch
 
 from datamodules import MNISTDataModule
 from ivi_lightning import JCAdv, JCDen, PCAdv, PCDen, VAE
-from ivi_lightning.algorithms.base import NonFiniteLossError
+from ivi_lightning.algorithms.base import EMAWeightAveraging, NonFiniteLossError
 from ivi_lightning.evaluate import evaluate
-
-EMAWeightAveraging = getattr(pl.callbacks, "EMAWeightAveraging", None)  # pytorch-lightning >= 2.6
 
 ALGORITHMS = {
     "VAE": (VAE, {}),

@@ -11,11 +11,10 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from datamodules import Toy2DDataModule
 from ivi_lightning import JCAdv, JCAdvRMD, JCDen, JCHybrid, PCAdv, PCDen, VAE
-from ivi_lightning.algorithms.base import NonFiniteLossError
+from ivi_lightning.algorithms.base import EMAWeightAveraging, NonFiniteLossError
 from ivi_lightning.checkpoint import AtomicCheckpointIO
 
 SMALL = dict(latent_dim=2, data_shape=1, hidden=(8,), aux_steps=1)
-EMAWeightAveraging = getattr(pl.callbacks, "EMAWeightAveraging", None)  # pytorch-lightning >= 2.6
 needs_weight_averaging = pytest.mark.skipif(EMAWeightAveraging is None, reason="EMAWeightAveraging needs pytorch-lightning >= 2.6")
 
 

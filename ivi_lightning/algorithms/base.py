@@ -35,6 +35,8 @@ from ivi_lightning.nets.factory import build_network
 PART_NAMES = ("prior", "likelihood", "encoder", "discriminator", "denoiser")
 NONFINITE_ACTIONS = ("raise", "skip")
 CUDA_PROBE_ENV = "PYTORCH_NVML_BASED_CUDA_CHECK"
+# Lightning's EMA callback (pytorch-lightning >= 2.6; None before): checked by ImplicitVI, used by the MNIST table.
+EMAWeightAveraging = getattr(pl.callbacks, "EMAWeightAveraging", None)
 RANK_SEED_STRIDE = 1_000_003  # rank r's noise stream is seeded with seed + RANK_SEED_STRIDE * r
 
 
@@ -269,11 +271,10 @@ class ImplicitVI(pl.LightningModule):
         batch, after the whole update schedule: with two steps a batch and 2 it never fires, and the
         model ends with its initial weights. One step a batch (a VAE) counts batches, as meant.
         """
-        averaging = getattr(pl.callbacks, "EMAWeightAveraging", None)  # pytorch-lightning >= 2.6
-        if averaging is None or (len(self.trainer.optimizers) == 1 and self.hparams.updates_per_batch == 1):
+        if EMAWeightAveraging is None or (len(self.trainer.optimizers) == 1 and self.hparams.updates_per_batch == 1):
             return
         for callback in self.trainer.callbacks:
-            if isinstance(callback, averaging) and callback.update_every_n_steps != 1:
+            if isinstance(callback, EMAWeightAveraging) and callback.update_every_n_steps != 1:
                 raise ValueError(
                     f"EMAWeightAveraging(update_every_n_steps={callback.update_every_n_steps}) counts optimizer steps, but "
                     f"{type(self).__name__} takes several per batch and the average is updated only at a batch's end, so it "

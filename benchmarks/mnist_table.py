@@ -1,11 +1,11 @@
 """Dynamically binarised MNIST: algorithm × latent size, AIS test log-likelihood.
 
     python benchmarks/mnist_table.py --profile gpu --data_dir data          # the table (GPU)
-    python benchmarks/mnist_table.py --profile cpu --jobs 2 --data_dir data   # the CPU table (2 cores, ~40 min)
+    python benchmarks/mnist_table.py --profile cpu --jobs 2 --data_dir data   # the CPU table (2 cores, ~26 min)
     python benchmarks/mnist_table.py --updates 20 --ais_examples 4 --num_temperatures 20 \\
         --num_chains 2 --leapfrog_steps 2 --latent_dims 8                    # smoke run (~1 min)
     python benchmarks/mnist_table.py --profile cpu --jobs 2 --data_dir data \\
-        --algorithms VAE PCDen+LS --time_matched                            # + a VAE given each row's training time
+        --algorithms VAE PCDen+LS --latent_dims 8 --time_matched --updates 6000   # + a same-time VAE (~9 min)
 
 Every algorithm gets the same networks (the profile's ``architecture``, hidden sizes, noise) and
 the same budget: ``--updates`` training batches (encoder updates; the auxiliary network takes

@@ -25,6 +25,11 @@ def trainer(tmp_path, max_steps, callbacks=(), **kwargs):
     )
 
 
+def small_toy() -> Toy2DDataModule:
+    """A fresh 16-example toy data module in batches of 4: each fit in these tests gets its own."""
+    return Toy2DDataModule("explaining_away", num_samples=16, batch_size=4)
+
+
 def params(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
@@ -51,24 +56,23 @@ class Interrupt(pl.Callback):
 ])
 def test_interrupted_and_resumed_run_ends_with_the_uninterrupted_parameters(tmp_path, algorithm, how, every, stop_at, resume_step):
     # 16 examples / batch 4 = 4 batches an epoch; 10 batches of 2 optimizer steps cross two epoch boundaries.
-    make_dm = lambda: Toy2DDataModule("explaining_away", num_samples=16, batch_size=4)
     make_model = lambda: algorithm(learn_model=False, **SMALL)
     pl.seed_everything(3)
     reference = make_model()
-    trainer(tmp_path / "a", 20, enable_checkpointing=False).fit(reference, make_dm())
+    trainer(tmp_path / "a", 20, enable_checkpointing=False).fit(reference, small_toy())
 
     pl.seed_everything(3)
     model = make_model()
     if how == "sigterm":
         callbacks = [Interrupt(stop_at, how), OnExceptionCheckpoint(tmp_path / "b", "on_exception")]
         with pytest.raises(SIGTERMException):  # Lightning finishes the batch, checkpoints on_exception, re-raises
-            trainer(tmp_path / "b", 20, callbacks).fit(model, make_dm())
+            trainer(tmp_path / "b", 20, callbacks).fit(model, small_toy())
         resume_from = tmp_path / "b" / "on_exception.ckpt"
     else:
         callbacks = [ModelCheckpoint(dirpath=tmp_path / "b", every_n_train_steps=every, save_last=True, save_top_k=-1), Interrupt(stop_at, how)]
         sigint = signal.getsignal(signal.SIGINT)
         with pytest.raises(SystemExit):  # Lightning turns KeyboardInterrupt into an exit without writing
-            trainer(tmp_path / "b", 20, callbacks).fit(model, make_dm())
+            trainer(tmp_path / "b", 20, callbacks).fit(model, small_toy())
         signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl+C after one
         resume_from = tmp_path / "b" / "last.ckpt"
     assert torch.load(resume_from, weights_only=False)["global_step"] == resume_step
@@ -76,7 +80,7 @@ def test_interrupted_and_resumed_run_ends_with_the_uninterrupted_parameters(tmp_
 
     pl.seed_everything(123)  # a different seed: everything must come from the checkpoint
     resumed = make_model()
-    trainer(tmp_path / "c", 20, [ModelCheckpoint(dirpath=tmp_path / "c")]).fit(resumed, make_dm(), ckpt_path=resume_from)
+    trainer(tmp_path / "c", 20, [ModelCheckpoint(dirpath=tmp_path / "c")]).fit(resumed, small_toy(), ckpt_path=resume_from)
     torch.testing.assert_close(params(resumed), params(reference), rtol=0, atol=1e-6)
 
 
@@ -94,10 +98,9 @@ def test_weight_averaging_takes_one_average_a_batch_and_survives_a_resume(tmp_pa
     with the average of its weights after each batch, not after each optimizer step, and a run
     killed and resumed from its last checkpoint ends with the same average."""
     decay = 0.8
-    make_dm = lambda: Toy2DDataModule("explaining_away", num_samples=16, batch_size=4)
     pl.seed_everything(3)
     reference, record = PCAdv(learn_model=True, **SMALL), RecordWeights()
-    trainer(tmp_path / "a", 20, [record, EMAWeightAveraging(decay=decay)], enable_checkpointing=False).fit(reference, make_dm())
+    trainer(tmp_path / "a", 20, [record, EMAWeightAveraging(decay=decay)], enable_checkpointing=False).fit(reference, small_toy())
     assert len(record.after_each_batch) == 10  # 20 optimizer steps
     average = record.after_each_batch[0]
     for weights in record.after_each_batch[1:]:
@@ -111,12 +114,12 @@ def test_weight_averaging_takes_one_average_a_batch_and_survives_a_resume(tmp_pa
                  EMAWeightAveraging(decay=decay)]
     sigint = signal.getsignal(signal.SIGINT)
     with pytest.raises(SystemExit):
-        trainer(tmp_path / "b", 20, callbacks).fit(model, make_dm())
+        trainer(tmp_path / "b", 20, callbacks).fit(model, small_toy())
     signal.signal(signal.SIGINT, sigint)
     pl.seed_everything(123)
     resumed = PCAdv(learn_model=True, **SMALL)
     trainer(tmp_path / "c", 20, [EMAWeightAveraging(decay=decay)], enable_checkpointing=False).fit(
-        resumed, make_dm(), ckpt_path=tmp_path / "b" / "last.ckpt"
+        resumed, small_toy(), ckpt_path=tmp_path / "b" / "last.ckpt"
     )
     torch.testing.assert_close(params(resumed), params(reference), rtol=0, atol=1e-6)
 
@@ -124,13 +127,12 @@ def test_weight_averaging_takes_one_average_a_batch_and_survives_a_resume(tmp_pa
 @needs_weight_averaging
 def test_weight_averaging_every_n_optimizer_steps_is_refused_where_a_batch_takes_several(tmp_path):
     # It counts optimizer steps but is checked once a batch, after two: with 2 it would never update.
-    make_dm = lambda: Toy2DDataModule("explaining_away", num_samples=16, batch_size=4)
     with pytest.raises(ValueError, match="update_every_n_steps=2.*keep 1"):
-        trainer(tmp_path, 20, [EMAWeightAveraging(update_every_n_steps=2)], enable_checkpointing=False).fit(PCAdv(learn_model=True, **SMALL), make_dm())
+        trainer(tmp_path, 20, [EMAWeightAveraging(update_every_n_steps=2)], enable_checkpointing=False).fit(PCAdv(learn_model=True, **SMALL), small_toy())
     # A VAE takes one step a batch: every other batch, as meant.
     pl.seed_everything(0)
     vae, record = VAE(learn_model=True, **SMALL), RecordWeights()
-    trainer(tmp_path, 4, [record, EMAWeightAveraging(decay=0.5, update_every_n_steps=2)], enable_checkpointing=False).fit(vae, make_dm())
+    trainer(tmp_path, 4, [record, EMAWeightAveraging(decay=0.5, update_every_n_steps=2)], enable_checkpointing=False).fit(vae, small_toy())
     torch.testing.assert_close(params(vae), 0.5 * record.after_each_batch[0] + 0.5 * record.after_each_batch[2])
 
 

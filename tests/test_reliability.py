@@ -155,7 +155,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
 def test_trainer_uses_atomic_checkpoints(tmp_path):
     t = trainer(tmp_path, 2)
-    t.fit(PCAdv(learn_model=False, **SMALL), Toy2DDataModule("explaining_away", num_samples=16, batch_size=4))
+    t.fit(PCAdv(learn_model=False, **SMALL), small_toy())
     assert isinstance(t.strategy.checkpoint_io, AtomicCheckpointIO)
 
 

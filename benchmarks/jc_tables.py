@@ -141,7 +141,7 @@ def mixture_metrics(model, data, dataset: str) -> Dict[str, float]:
 
 # The shipped settings (configs/jc_adv/{ring,grid}_ali.yaml, configs/jc_adv_rmd/{ring,grid}.yaml):
 # 256-unit MLPs, one discriminator step per model step, batch 256, Adam lr 1e-3, betas (0.5, 0.999);
-# 6000 model updates (12000 optimizer steps): at 3000 neither learned the grid (README).
+# 6000 model updates (12000 optimizer steps): at 3000 neither learned the grid (docs/benchmarks/implicit_models.md).
 MIXTURE_COMMON = dict(latent_dim=2, data_shape=2, hidden=(256, 256), aux_steps=1)
 
 

@@ -56,7 +56,7 @@ PROFILES = {
     # lr 3e-3: at this budget the VAE's AIS (z = 8, seed 0) is −107.8 with 3e-4, −100.0 with 1e-3, −96.6 with 2e-3,
     # −95.0 with 3e-3 and −95.7 with 5e-3.
     # ema_decay: every row is scored with an exponential moving average of its weights, updated once a batch (Lightning's
-    # EMAWeightAveraging); 0 scores the last iterate. 0.99 (a 100-batch horizon) at z = 8, seeds 0–3: see the README.
+    # EMAWeightAveraging); 0 scores the last iterate. 0.99 (a 100-batch horizon) at z = 8, seeds 0–3: see docs/benchmarks/mnist.md.
     "cpu": dict(architecture="conv_small", hidden=(256,), noise_dim=8, lr=3e-3, batch_size=128, updates=1500, ema_decay=0.99,
                 ais_examples=50, num_temperatures=300, num_chains=8, leapfrog_steps=5, iwae_samples=1000, accelerator="cpu"),
     # DCGAN/AVB-sized conv networks and a long budget, AIS as in Wu et al. (1000 test images).

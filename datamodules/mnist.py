@@ -132,8 +132,8 @@ class _PixelBatches(_BatchedTensors):
             return images.float(), labels
         x = images.float().div_(255.0)
         if self.mode == "dynamic":
-            # u < p with u ~ U[0, 1) is a Bernoulli(p) draw: ~2.7x faster than torch.bernoulli on CPU
-            # (benchmarks/data_path.py), the same distribution.
+            # u < p with u ~ U[0, 1) is a Bernoulli(p) draw, the same distribution as
+            # torch.bernoulli and faster on CPU (docs/benchmarks/performance.md).
             x = (torch.rand_like(x) < x).to(x.dtype)
         return x, labels
 

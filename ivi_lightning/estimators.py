@@ -1,7 +1,7 @@
 """The shared maths of implicit variational inference, as small pure functions.
 
 Every algorithm in :mod:`ivi_lightning.algorithms` calls these; none of them holds state.
-Notation follows ``ALGORITHMS.md``: ``T`` is a discriminator logit estimating a log density
+Notation follows the docs' Concepts page (``docs/concepts.md``): ``T`` is a discriminator logit estimating a log density
 ratio, ``F`` a denoiser, ``σ`` its corruption level.
 """
 from __future__ import annotations

@@ -192,7 +192,7 @@ MIXTURE_CONFIGS = ("configs/jc_adv/ring_ali.yaml", "configs/jc_adv/grid_ali.yaml
 
 @pytest.mark.parametrize("config", MIXTURE_CONFIGS)
 def test_mixture_configs_run(config, tmp_path, monkeypatch):
-    # The shipped settings of README "Learning implicit models" (table b of benchmarks/jc_tables.py) parse and train.
+    # The shipped settings of docs/benchmarks/implicit_models.md (table b of benchmarks/jc_tables.py) parse and train.
     import pathlib
 
     from ivi_lightning.cli import main as cli_main

@@ -1,5 +1,5 @@
 """JC-Adv-RMD: learning a fully implicit model by reverse-mode differentiation through the
-discriminator's training. ``ALGORITHMS.md`` §3, fifth box."""
+discriminator's training. See the docs' Concepts page (``docs/concepts.md``), "JCAdvRMD"."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -44,7 +44,8 @@ class JCAdvRMD(JCAdv):
         model_hidden: hidden sizes of the default implicit likelihood (and prior).
         learn_prior: with no ``prior`` given, learn an :class:`ImplicitPrior` too; the default
             (``False``) is ALI's fixed ``N(0, I)`` prior, with which the default likelihood learns
-            the 2-D mixtures — with a learned implicit prior as well it did not (README).
+            the 2-D mixtures — with a learned implicit prior as well it did not (see the docs' Implicit
+            models benchmark page).
         **kwargs: see :class:`JCAdv` (the loss is always ``"kl"``) and
             :class:`~ivi_lightning.algorithms.base.ImplicitVI`. Parts not given default, with
             ``learn_model=True``, to an :class:`ImplicitLikelihood` (and an :class:`ImplicitPrior`

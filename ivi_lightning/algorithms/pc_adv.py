@@ -1,4 +1,4 @@
-"""PC-Adv (= AVB): prior-contrastive, adversarial. ``ALGORITHMS.md`` §3, first box."""
+"""PC-Adv (= AVB): prior-contrastive, adversarial. See the docs' Concepts page (``docs/concepts.md``), "PCAdv"."""
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
@@ -33,8 +33,9 @@ class PCAdv(ImplicitVI):
             :class:`~ivi_lightning.nets.LocationScaleEncoder`) those draws cost only its small
             noise network and the discriminator is a small MLP (see ``contrast``).
         contrast_samples: draws per ``x`` for those moments.
-        aux_steps: discriminator updates per encoder update (3 measured best on the toys:
-            with 1 the discriminator lags and ``q`` piles onto its blind spots).
+        aux_steps: discriminator updates per encoder update (the default 3 was chosen on the toys,
+            see the Toy benchmarks page: with 1 the discriminator lags and ``q`` piles onto its
+            blind spots).
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
 

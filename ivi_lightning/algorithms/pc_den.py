@@ -1,4 +1,4 @@
-"""PC-Den: prior-contrastive, denoiser. ``ALGORITHMS.md`` §3, second box."""
+"""PC-Den: prior-contrastive, denoiser. See the docs' Concepts page (``docs/concepts.md``), "PCDen"."""
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple

@@ -42,7 +42,7 @@ class CompileNetworks(pl.Callback):
     Compilation is in place (``nn.Module.compile``): parameter names, ``state_dict`` and
     checkpoints are unchanged, and the optimizers see the same parameters. The first steps are
     slow (tracing and code generation: on CPU this needs a C++ compiler); it pays off for
-    networks large enough that kernel fusion matters, see the README's Performance section.
+    networks large enough that kernel fusion matters, see the docs' Performance tips page.
 
     Args:
         names: algorithm attributes to compile (default: every network, see :func:`compile_targets`).

@@ -10,8 +10,8 @@ shrinks as the number of temperatures grows).
 Everything is batched over examples × chains (one tensor of ``batch · chains`` latents) and
 stays on ``x``'s device. The HMC step size is adapted *per example* from the mean acceptance of
 its chains: a step size adapted per chain from that chain's own acceptance leaves a bias that
-does not vanish with more temperatures (about −0.07 nats at 4,000 on a 4-D linear-Gaussian
-model), because each chain's kernel then depends on its own past.
+does not vanish with more temperatures (measured on the Evaluation page of the docs), because
+each chain's kernel then depends on its own past.
 
 The IWAE bound ``log (1/K) Σ_k p(x, z_k) / q(z_k|x)`` needs an explicit ``q`` (the VAE's
 ``GaussianEncoder.moments``); it is a lower bound that tightens with ``K``.

@@ -100,8 +100,8 @@ def posterior_js(
 ) -> Tensor:
     """JS divergence (nats) between ``q(z|x)`` samples and the exact posterior, per observation.
 
-    With the defaults, the exact posterior's own samples score about 0.002 (finite-sample
-    bias). The exact posterior is integrated on a grid ``oversample`` times finer than the histogram
+    The exact posterior's own samples score slightly above 0 (finite-sample bias; the floor is
+    given on the Toy benchmarks page of the docs). The exact posterior is integrated on a grid ``oversample`` times finer than the histogram
     cells, then summed into them; ``q``'s mass outside ``[−extent, extent]²`` counts as a miss.
 
     Args:

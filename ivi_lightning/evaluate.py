@@ -21,11 +21,30 @@ from ivi_lightning.distributions import has_log_prob
 from ivi_lightning.evaluation.ais import annealed_importance_sampling, iwae_bound
 
 
+FIT_ONLY_KEYS = ("ckpt_path", "weights_only")
+
+
+def _without_fit_keys(config: str) -> str:
+    """``config``, or its content without the keys only ``ivi fit`` accepts.
+
+    A run's saved ``config.yaml`` (in its log directory) holds the resolved settings of every
+    override it was trained with, plus ``ckpt_path`` and ``weights_only``, which belong to the
+    ``fit`` subcommand; those are dropped so the saved config can be scored as it is.
+    """
+    import yaml
+
+    with open(config) as f:
+        content = yaml.safe_load(f)
+    if not isinstance(content, dict) or not any(key in content for key in FIT_ONLY_KEYS):
+        return config
+    return yaml.safe_dump({key: value for key, value in content.items() if key not in FIT_ONLY_KEYS}, sort_keys=False)
+
+
 def load_model_and_data(config: str, ckpt_path: str, overrides: Sequence[str] = ()):
     """The algorithm (with the checkpoint's weights, in eval mode) and data module of a training config.
 
     Args:
-        config: the YAML config the model was trained with.
+        config: the YAML config the model was trained with, or the ``config.yaml`` its run saved.
         ckpt_path: a checkpoint written by the Trainer (``trainer.save_checkpoint`` or ModelCheckpoint).
         overrides: extra CLI arguments for the config, e.g. ``["--data.init_args.data_dir", "data"]``.
 
@@ -44,6 +63,7 @@ def load_model_and_data(config: str, ckpt_path: str, overrides: Sequence[str] = 
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{what} file not found: {path!r}")
     # Build exactly what `ivi fit --config` builds, without running anything or writing logs.
+    config = _without_fit_keys(config)
     cli = IVICLI(
         ImplicitVI,
         pl.LightningDataModule,
@@ -173,7 +193,7 @@ def markdown_row(model_name: str, data_name: str, split: str, results: Dict[str,
 def main(args: Optional[Sequence[str]] = None) -> Dict[str, float]:
     """Command-line entry point (``args`` for calling it from Python); prints a markdown table."""
     parser = argparse.ArgumentParser(prog="python -m ivi_lightning.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="the YAML config the model was trained with")
+    parser.add_argument("--config", required=True, help="the YAML config the model was trained with, or the config.yaml its run saved")
     parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint to evaluate")
     parser.add_argument("--num_temperatures", type=int, default=1000)
     parser.add_argument("--num_chains", type=int, default=16)

@@ -101,8 +101,9 @@ def posterior_js(
     """JS divergence (nats) between ``q(z|x)`` samples and the exact posterior, per observation.
 
     The exact posterior's own samples score slightly above 0 (finite-sample bias; the floor is
-    given on the Toy benchmarks page of the docs). The exact posterior is integrated on a grid ``oversample`` times finer than the histogram
-    cells, then summed into them; ``q``'s mass outside ``[−extent, extent]²`` counts as a miss.
+    given on the Toy benchmarks page of the docs). The exact posterior is integrated on a grid
+    ``oversample`` times finer than the histogram cells, then summed into them; ``q``'s mass
+    outside ``[−extent, extent]²`` counts as a miss.
 
     Args:
         sample_posterior: ``(x, num_samples) -> [num_samples, batch, 2]``, e.g. an algorithm's.

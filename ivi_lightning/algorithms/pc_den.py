@@ -24,7 +24,8 @@ class PCDen(ImplicitVI):
         smooth_posterior: make the posterior itself ``g(x, ε) + σ η``. A denoiser trained at
             level ``σ`` gives the *exact* score of that distribution, evaluated where it was
             trained, instead of a ``σ``-smoothed (biased) score at clean samples. Costs only a
-            floor of ``σ`` on the posterior's spread; halved the JS on the toys.
+            floor of ``σ`` on the posterior's spread; lowers the JS to the exact posterior on
+            the toys (see the Toy benchmarks page).
         location_scale: the denoiser counterpart of adaptive contrast. The encoder is
             location–scale, ``z = μ(x) + σ(x) ⊙ u`` (default a
             :class:`~ivi_lightning.nets.LocationScaleEncoder`), and the denoiser works on the

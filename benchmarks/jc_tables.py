@@ -187,7 +187,7 @@ def table_b(steps: int, rows=MIXTURE_ROWS, seeds=(0,)) -> None:
 def table_c(steps: int, evaluations: int) -> None:
     names = ("JCAdv (likelihood-free)", "JCDen (likelihood-free)", "JCHybrid mix 0.5", "JCHybrid penalty 0.1 (mix 1)")
     rows = [explaining_away_run(name, steps, evaluations) for name in names]
-    print(f"\n### (c) hybrid: mean JS (nats) on explaining-away against optimizer steps, likelihood-free, seed 0\n")
+    print("\n### (c) hybrid: mean JS (nats) on explaining-away against optimizer steps, likelihood-free, seed 0\n")
     print("| algorithm | mean JS at optimizer step | train s |")
     print("|---|---|---|")
     for row in rows:

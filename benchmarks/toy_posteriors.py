@@ -17,7 +17,6 @@ import time
 import warnings
 
 import pytorch_lightning as pl
-import torch
 
 from datamodules import Toy2DDataModule
 from ivi_lightning import PCAdv, PCDen, VAE

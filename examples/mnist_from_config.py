@@ -9,7 +9,6 @@ trains, and saves a checkpoint and the resolved config (``config.yaml``) under `
     python examples/mnist_from_config.py --data_dir data --max_steps 4 --tiny  # a smoke run in seconds
 """
 import argparse
-import glob
 import os
 
 from ivi_lightning.cli import main as ivi

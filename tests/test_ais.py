@@ -1,5 +1,4 @@
 """AIS and IWAE log-likelihoods against exact answers; the AIS callback and the evaluate CLI."""
-import math
 
 import pytest
 import pytorch_lightning as pl

@@ -8,7 +8,6 @@ import torch
 
 from datamodules import Toy2DDataModule
 from ivi_lightning import PCAdv, PCDen, VAE
-from ivi_lightning.callbacks import ExactPosteriorCallback
 from ivi_lightning.cli import main as cli_main
 from ivi_lightning.estimators import denoising_loss, ratio_loss
 from ivi_lightning.evaluation import posterior_js

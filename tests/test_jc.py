@@ -9,7 +9,6 @@ from torch import nn
 
 import ivi_lightning as ivi
 from datamodules import ExplainingAwayLikelihood, Toy2DDataModule
-from ivi_lightning.estimators import ratio_loss
 from ivi_lightning.evaluation import posterior_js
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")

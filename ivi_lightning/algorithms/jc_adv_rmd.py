@@ -2,7 +2,7 @@
 discriminator's training. See the docs' Concepts page (``docs/concepts.md``), "JCAdvRMD"."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor

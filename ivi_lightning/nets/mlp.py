@@ -7,7 +7,7 @@ Every network flattens ``x``, so vector data (``data_shape=4``) and small images
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor, nn

@@ -2,10 +2,22 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+class Simulations(NamedTuple):
+    """A batch of simulated pairs ``x_i ~ p(x|θ_i)``, ``θ_i ~ p(θ)``, in the user's units.
+
+    Algorithms recognise it (see ``ImplicitVI.update_joints``): the joint-contrastive ones take
+    their model joints from these pairs instead of calling the simulator.
+    """
+
+    x: Tensor
+    theta: Tensor
 
 
 def _world() -> tuple:

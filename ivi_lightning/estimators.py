@@ -50,6 +50,30 @@ def gan_generator_loss(logit: Tensor) -> Tensor:
     return F.softplus(-logit).mean()
 
 
+def forward_kl_encoder_loss(logit: Tensor, max_weight: float = 10.0) -> Tensor:
+    """Encoder loss of the forward KL ``KL[p ‖ q]`` through a frozen log-ratio ``T ≈ log q/p`` (f-GAN form).
+
+    The variational form ``sup_V E_p[V] − E_q[f*(V)]`` with ``f(u) = u log u`` has its optimum at
+    ``V* = 1 − T`` and ``f*(v) = e^{v−1}``, so the encoder minimises ``−E_q[e^{−T}]``: each sample
+    descends ``T`` with weight ``p/q = e^{−T}``, largest where ``q`` puts too little mass (mode
+    covering, where the reverse KL's ``E_q[T]`` is mode-seeking). The weights are normalised to
+    mean 1 over the batch and capped at ``max_weight``, which rescales the step without turning it.
+
+    Args:
+        logit: ``T`` at encoder samples, ``[batch]``.
+        max_weight: cap on a sample's normalised weight.
+
+    >>> t = torch.tensor([0.0, 0.0], requires_grad=True)
+    >>> forward_kl_encoder_loss(t).backward()
+    >>> t.grad  # equal ratios: equal weights, the gradient of the mean of T
+    tensor([0.5000, 0.5000])
+    """
+    with torch.no_grad():
+        weight = torch.softmax(-logit.float(), 0) * logit.numel()
+        weight = weight.clamp_max(max_weight).to(logit.dtype)
+    return (weight * logit).mean()
+
+
 def denoiser_score(denoised: Tensor, noisy: Tensor, noise_std: float) -> Tensor:
     """Score estimate ``∇ log q_σ`` from a denoiser (Tweedie / Alain & Bengio): ``(F(z̃) − z̃) / σ²``.
 

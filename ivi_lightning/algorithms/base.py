@@ -28,7 +28,9 @@ from ivi_lightning.distributions import (
     as_shape,
     has_log_prob,
 )
+from ivi_lightning.distributions.support import LatentPrior, ParameterSpace, SimulatorLikelihood, as_prior, support_of
 from ivi_lightning.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from ivi_lightning.data import Simulations
 from ivi_lightning.estimators import tile_examples
 from ivi_lightning.nets.factory import build_network
 
@@ -61,7 +63,8 @@ class ImplicitVI(pl.LightningModule):
         learn_model: train the prior's and likelihood's parameters too. With ``False`` the model
             is fixed (inference in a known model); if ``prior``/``likelihood`` are not given, the
             data module's known model (its ``prior`` and ``likelihood``) is adopted at setup.
-        likelihood_family: ``"bernoulli"`` (binary data) or ``"gaussian"`` for the default likelihood.
+        likelihood_family: ``"bernoulli"`` (binary data) or ``"gaussian"`` for the default
+            likelihood; ``None`` (the default) means ``"bernoulli"`` when a default likelihood is built.
         architecture: family of the default networks (``"mlp"``; image families register more,
             see :mod:`ivi_lightning.nets.factory`).
         hidden: hidden layer sizes of the default networks (MLP architectures).
@@ -101,7 +104,7 @@ class ImplicitVI(pl.LightningModule):
         likelihood: Optional[Likelihood] = None,
         encoder: Optional[nn.Module] = None,
         learn_model: bool = True,
-        likelihood_family: str = "bernoulli",
+        likelihood_family: Optional[str] = None,
         architecture: str = "mlp",
         hidden: Sequence[int] = (256, 256),
         noise_dim: int = 8,
@@ -133,10 +136,12 @@ class ImplicitVI(pl.LightningModule):
         for name, value in (("lr", lr), ("aux_lr", aux_lr), ("aux_steps", aux_steps), ("updates_per_batch", updates_per_batch)):
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
-        if likelihood_family not in ("bernoulli", "gaussian"):
+        if likelihood_family not in (None, "bernoulli", "gaussian"):
             raise ValueError(f"likelihood_family must be 'bernoulli' or 'gaussian', got {likelihood_family!r}")
         self.latent_dim, self.data_shape = int(latent_dim), as_shape(data_shape)
         self.hidden = tuple(hidden)
+        # Coordinates of inference (identity unless a simulator data module fits it): saved with the model.
+        self.parameter_space = ParameterSpace(self.latent_dim, self.data_shape)
 
         # With a fixed model and parts left out, the data module's known model is adopted in setup().
         adopt_later = not learn_model and (prior is None or likelihood is None)
@@ -144,7 +149,7 @@ class ImplicitVI(pl.LightningModule):
         self.likelihood: Optional[Likelihood] = likelihood
         if likelihood is None and not adopt_later:
             decoder = self.build_network("decoder")
-            self.likelihood = BernoulliLikelihood(decoder) if likelihood_family == "bernoulli" else GaussianLikelihood(decoder, data_shape)
+            self.likelihood = GaussianLikelihood(decoder, data_shape) if likelihood_family == "gaussian" else BernoulliLikelihood(decoder)
         self.encoder = encoder if encoder is not None else self.default_encoder()
         self._check_model()
 
@@ -209,6 +214,8 @@ class ImplicitVI(pl.LightningModule):
                     f"the data module gives examples of shape {data_shape} but {type(self).__name__} was built for "
                     f"data_shape={self.data_shape}: set data_shape={list(data_shape)} (the CLI links it for you)"
                 )
+        if getattr(datamodule, "simulator", None) is not None:
+            self._adopt_simulator(datamodule)
         if self.prior is None or self.likelihood is None:
             known = {part: getattr(datamodule, part, None) for part in ("prior", "likelihood")}
             if known["prior"] is None or known["likelihood"] is None:
@@ -219,6 +226,26 @@ class ImplicitVI(pl.LightningModule):
             self.prior = self.prior or known["prior"]
             self.likelihood = self.likelihood or known["likelihood"]
             self._check_model()
+
+    def _adopt_simulator(self, datamodule: Any) -> None:
+        """Infer in the standardised, unconstrained space of a simulator data module's pairs.
+
+        The parameter space is fitted to the simulated training pairs (the prior's support mapped
+        to ``R^d``, then z-scores of both sides), and the data module's prior and simulator become
+        the known model, seen in that space. A resumed run then loads the saved statistics.
+        """
+        name = type(self).__name__
+        if self.hparams.learn_model or self.prior is not None or self.likelihood is not None:
+            raise ValueError(
+                f"{name} was given a simulator data module, which supplies the model (its prior and simulator): "
+                "construct the algorithm with learn_model=False and no prior= or likelihood="
+            )
+        theta, x = datamodule.training_simulations()
+        prior = as_prior(datamodule.prior)
+        self.parameter_space.fit(theta, x, support_of(prior))
+        self.prior = LatentPrior(prior, self.parameter_space)
+        self.likelihood = SimulatorLikelihood(datamodule.simulator, self.parameter_space)
+        self._check_model()
 
     def _check_strategy(self) -> None:
         """Alternating optimizers leave some networks unused in every backward: DDP must know."""
@@ -403,8 +430,12 @@ class ImplicitVI(pl.LightningModule):
 
     # --- data --------------------------------------------------------------------------------
     def batch_data(self, batch: Any) -> Tensor:
-        """The data tensor ``x`` of a batch (``x`` or ``(x, label, ...)``), shape-checked."""
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        """The data tensor ``x`` of a batch (``x``, ``(x, label, ...)`` or :class:`Simulations`, standardised), shape-checked."""
+        if isinstance(batch, Simulations):
+            return self.parameter_space.standardize(self._checked(batch.x))
+        return self._checked(batch[0] if isinstance(batch, (tuple, list)) else batch)
+
+    def _checked(self, x: Tensor) -> Tensor:
         if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(
                 f"{type(self).__name__} expects batches of shape [batch, {', '.join(map(str, self.data_shape))}] "
@@ -421,6 +452,20 @@ class ImplicitVI(pl.LightningModule):
         self._check_splits(x.shape[0])
         return x.chunk(parts)
 
+    def update_joints(self, batch: Any) -> List[Tuple[Tensor, Optional[Tuple[Tensor, Tensor]]]]:
+        """``(x, model_joint)`` per update batch: the simulated pairs ``(x, z)`` of a :class:`Simulations`
+        batch, in the algorithm's coordinates, stand for the model's joints (``None``: sample the model).
+
+        With simulated pairs, the encoder's joints ``(x_i, z ~ q(z|x_i))`` are contrasted with the
+        pairs themselves ``(x_i, z_i)``: the same ``x``, so only the conditionals differ, and a fixed
+        simulation budget is never exceeded.
+        """
+        xs = self.update_batches(batch)
+        if not isinstance(batch, Simulations):
+            return [(x, None) for x in xs]
+        zs = self.parameter_space.to_latent(batch.theta).chunk(len(xs))
+        return [(x, (x, z)) for x, z in zip(xs, zs)]
+
     def _check_splits(self, batch_size: int) -> None:
         parts = self.hparams.updates_per_batch
         if batch_size % parts:
@@ -431,10 +476,33 @@ class ImplicitVI(pl.LightningModule):
 
     # --- sampling ----------------------------------------------------------------------------
     def sample_posterior(self, x: Tensor, num_samples: int = 1) -> Tensor:
-        """``num_samples`` draws of ``q(z|x)`` per example: ``[num_samples, batch, latent_dim]``.
+        """``num_samples`` draws of ``q(z|x)`` per example, in the user's units.
 
-        Differentiable (reparameterised); wrap in ``torch.no_grad()`` for evaluation.
+        Differentiable (reparameterised); wrap in ``torch.no_grad()`` for evaluation. After
+        training on a simulator data module, ``x`` is an observation as the simulator returns it
+        and the draws are parameters inside the prior's support (the standardisation is undone).
+
+        Args:
+            x: observations ``[batch, *data_shape]``, or one observation ``[*data_shape]``.
+            num_samples: draws per observation.
+
+        Returns:
+            ``[num_samples, batch, latent_dim]``, or ``[num_samples, latent_dim]`` for one unbatched observation.
         """
+        single = tuple(x.shape) == self.data_shape
+        batch = x.unsqueeze(0) if single else x
+        if tuple(batch.shape[1:]) != self.data_shape:
+            raise ValueError(
+                f"sample_posterior takes observations of shape {list(self.data_shape)} or [batch, {', '.join(map(str, self.data_shape))}], "
+                f"got {list(x.shape)}"
+            )
+        space = self.parameter_space
+        z = space.to_parameter(self.draw_posterior(space.standardize(batch.to(space.data_mean)), num_samples))
+        return z[:, 0] if single else z
+
+    def draw_posterior(self, x: Tensor, num_samples: int = 1) -> Tensor:
+        """``num_samples`` draws of ``q(z|x)`` per example in the algorithm's own coordinates:
+        ``[num_samples, batch, latent_dim]`` (what the training schedules use)."""
         repeated = tile_examples(x, num_samples)
         return self.encoder(repeated).view(num_samples, x.shape[0], self.latent_dim)
 

@@ -2,16 +2,16 @@
 ``ALGORITHMS.md`` §3, third box."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob
-from ivi_lightning.estimators import gan_generator_loss, ratio_accuracy, ratio_loss
+from ivi_lightning.estimators import forward_kl_encoder_loss, gan_generator_loss, ratio_accuracy, ratio_loss
 
-LOSSES = ("kl", "ali", "bigan")
+LOSSES = ("kl", "forward_kl", "ali", "bigan")
 
 
 class JCAdv(ImplicitVI):
@@ -26,6 +26,10 @@ class JCAdv(ImplicitVI):
       i.e. the negative average ELBO up to the data entropy. A learned model takes the
       gradient ``−E_q[∇_θ log p_θ(x, z)]``: maximum likelihood on detached encoder samples,
       so it needs ``log_prob`` of the likelihood (an implicit model needs :class:`JCAdvRMD`).
+    * ``loss="forward_kl"``: inference only (``learn_model=False``): the encoder minimises the
+      forward KL ``E_{p(x)} KL[p(z|x) ‖ q(z|x)]`` through the same discriminator, in its f-GAN
+      form (:func:`~ivi_lightning.estimators.forward_kl_encoder_loss`): mode-covering where the
+      reverse KL is mode-seeking.
     * ``loss="ali"``: ALI's minimax on the Jensen–Shannon divergence with non-saturating losses
       on both sides: the encoder minimises ``−log(1 − σ(T(x, z_q)))`` and, with a learned
       model, the generator ``z' ~ p(z), x' ~ p(x|z')`` minimises ``−log σ(T(x', z'))`` through
@@ -34,7 +38,7 @@ class JCAdv(ImplicitVI):
 
     Args:
         discriminator: network ``(x, z) -> logit``; default an MLP ``Discriminator``.
-        loss: ``"kl"``, ``"ali"`` or ``"bigan"``, see above.
+        loss: ``"kl"``, ``"forward_kl"``, ``"ali"`` or ``"bigan"``, see above.
         aux_steps: discriminator updates per encoder update (as for PCAdv, 3 keeps the
             discriminator ahead of the encoder on the toys).
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
@@ -60,6 +64,8 @@ class JCAdv(ImplicitVI):
         if not self.hparams.learn_model:
             return
         name = type(self).__name__
+        if self.loss_kind == "forward_kl":
+            raise ValueError(f"{name}(loss='forward_kl') is for inference in a fixed model: set learn_model=False")
         if self.loss_kind == "kl":
             for part in ("likelihood", "prior"):
                 value = getattr(self, part)
@@ -83,12 +89,13 @@ class JCAdv(ImplicitVI):
         """Extra term of the discriminator's loss at encoder joints; none here (see JCHybrid)."""
         return torch.zeros((), device=x.device)
 
-    def discriminator_step(self, x: Tensor, optimizer: Any) -> dict:
-        """``aux_steps`` logistic-regression updates of ``T``: encoder joints (label 1) vs model joints."""
+    def discriminator_step(self, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None) -> dict:
+        """``aux_steps`` logistic-regression updates of ``T``: encoder joints (label 1) vs model joints
+        (``model_joint``, e.g. simulated pairs, or fresh samples of the model when ``None``)."""
         for _ in range(self.hparams.aux_steps):
             with torch.no_grad():
                 z_q = self.encoder(x)
-                x_p, z_p = self.sample_model(x.shape[0])
+                x_p, z_p = model_joint if model_joint is not None else self.sample_model(x.shape[0])
             t_q, t_p = self.discriminator(x, z_q), self.discriminator(x_p, z_p)
             loss = ratio_loss(t_q, t_p) + self.discriminator_penalty(x, z_q)
             self.optimize(optimizer, loss)
@@ -101,8 +108,8 @@ class JCAdv(ImplicitVI):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_disc = self.optimizers()
-        for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
-            metrics = self.discriminator_step(x, opt_disc)
+        for x, model_joint in self.update_joints(batch):  # updates_per_batch chunks (default: the whole batch)
+            metrics = self.discriminator_step(x, opt_disc, model_joint)
 
             z = self.encoder(x)
             t_q = self.discriminator(x, z)
@@ -112,6 +119,8 @@ class JCAdv(ImplicitVI):
                 # z detached: the encoder's gradient is all in ∇_z T; the model's is −E_q[∇_θ log p_θ(x, z)].
                 loss_model = -self.model_log_joint(x, z.detach()).mean() if learn else torch.zeros((), device=x.device)
                 metrics["kl_estimate"] = loss_encoder
+            elif self.loss_kind == "forward_kl":
+                loss_encoder, loss_model = forward_kl_encoder_loss(t_q), torch.zeros((), device=x.device)
             else:
                 loss_encoder = gan_generator_loss(-t_q)  # encoder fools T into calling its joints the model's
                 loss_model = gan_generator_loss(self.discriminator(*self.sample_model(x.shape[0]))) if learn else torch.zeros((), device=x.device)

@@ -1,7 +1,8 @@
 """JC-Den: joint-contrastive, denoiser. ``ALGORITHMS.md`` §3, fourth box."""
 from __future__ import annotations
 
-from typing import Any, Optional
+import math
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,13 @@ class JCDen(ImplicitVI):
         noise_std: corruption level of the latent block (the score's smoothing, as in PCDen).
         data_noise_std: corruption level of the data block (default ``noise_std``); keep it
             below the scale at which posteriors of nearby observations differ.
+        max_noise_std: with a model denoiser, train both denoisers over a range of latent
+            corruption levels, each example's ``σ`` drawn log-uniformly in
+            ``[noise_std, max_noise_std]`` (noise-conditional denoisers), and move the encoder
+            along ``(σ/noise_std)² (ŝ_q,σ − ŝ_p,σ)`` at the corrupted sample: the gradient of
+            the KL between the two joints smoothed at ``σ``, averaged over levels. Wide levels
+            see every mode at once and move mass between them; narrow ones sharpen.
+            ``None``: one level, ``noise_std``.
         model_score: ``"density"`` (``∇_z log p(x, z)`` by autograd), ``"denoiser"`` (a model
             denoiser, likelihood-free) or ``"auto"`` (density when prior and likelihood have one).
         aux_steps: denoiser updates per encoder update.
@@ -42,16 +50,21 @@ class JCDen(ImplicitVI):
         data_noise_std: Optional[float] = None,
         model_score: str = "auto",
         aux_steps: int = 3,
+        max_noise_std: Optional[float] = None,
         **kwargs: Any,
     ) -> None:
         data_noise_std = noise_std if data_noise_std is None else data_noise_std
         if noise_std <= 0 or data_noise_std <= 0:
             raise ValueError(f"noise levels must be positive, got noise_std={noise_std}, data_noise_std={data_noise_std}")
+        if max_noise_std is not None and max_noise_std <= noise_std:
+            raise ValueError(f"max_noise_std must exceed noise_std={noise_std} (or be None for one level), got {max_noise_std}")
         if model_score not in MODEL_SCORES:
             raise ValueError(f"model_score must be one of {', '.join(MODEL_SCORES)}, got {model_score!r}")
         super().__init__(aux_steps=aux_steps, **kwargs)
         self.noise_std, self.data_noise_std = float(noise_std), float(data_noise_std)
-        build = lambda: self.build_network("joint_denoiser", noise_std=noise_std, data_noise_std=data_noise_std)
+        self.max_noise_std = None if max_noise_std is None else float(max_noise_std)
+        conditional = self.max_noise_std is not None
+        build = lambda: self.build_network("joint_denoiser", noise_std=noise_std, data_noise_std=data_noise_std, noise_conditional=conditional)
         self.denoiser = denoiser if denoiser is not None else build()
         # Built unless densities are promised: whether an adopted model has them is known only at setup.
         self.model_denoiser = model_denoiser if model_denoiser is not None or model_score == "density" else build()
@@ -74,6 +87,8 @@ class JCDen(ImplicitVI):
         name = type(self).__name__
         if self.hparams.model_score == "density" and not (has_log_prob(self.prior) and has_log_prob(self.likelihood)):
             raise ValueError(f"{name}(model_score='density') needs log_prob of the prior and likelihood: use model_score='denoiser' (likelihood-free)")
+        if self.max_noise_std is not None and not self.uses_model_denoiser:
+            raise ValueError(f"{name}(max_noise_std=...) smooths both scores, so it needs the model denoiser: set model_score='denoiser'")
         if self.hparams.learn_model and self.uses_model_denoiser:
             raise ValueError(
                 f"{name}(learn_model=True) learns the model by maximum likelihood on encoder samples, which needs log_prob "
@@ -83,16 +98,28 @@ class JCDen(ImplicitVI):
     def auxiliary_networks(self) -> list:
         return [self.denoiser] + ([self.model_denoiser] if self.uses_model_denoiser else [])
 
+    def latent_noise_levels(self, num_examples: int, like: Tensor) -> Optional[Tensor]:
+        """Each example's latent corruption level, ``[num, 1]`` log-uniform in ``[noise_std, max_noise_std]``
+        (``None`` with one level)."""
+        if self.max_noise_std is None:
+            return None
+        low, high = math.log(self.noise_std), math.log(self.max_noise_std)
+        return (low + (high - low) * torch.rand(num_examples, 1, device=like.device, dtype=like.dtype)).exp()
+
     def joint_denoising_loss(self, denoiser: nn.Module, x: Tensor, z: Tensor) -> Tensor:
         """Denoising error of ``denoiser`` on clean joints ``(x, z)``, each block in units of its σ."""
-        sx, sz = self.data_noise_std, self.noise_std
-        x_hat, z_hat = denoiser(x + sx * torch.randn_like(x), z + sz * torch.randn_like(z))
+        sx, levels = self.data_noise_std, self.latent_noise_levels(z.shape[0], z)
+        sz = self.noise_std if levels is None else levels
+        x_hat, z_hat = denoiser(x + sx * torch.randn_like(x), z + sz * torch.randn_like(z), *(() if levels is None else (levels,)))
         return scaled_denoising_loss(x_hat, x, sx) + scaled_denoising_loss(z_hat, z, sz)
 
-    def joint_score(self, denoiser: nn.Module, x: Tensor, z: Tensor) -> Tensor:
-        """``z`` block of the smoothed joint score, ``∇_z log q_σ(x, z)``, from a denoiser; no gradient."""
+    def joint_score(self, denoiser: nn.Module, x: Tensor, z: Tensor, levels: Optional[Tensor] = None) -> Tensor:
+        """``z`` block of the smoothed joint score, ``∇_z log q_σ(x, z)``, from a denoiser (at each
+        example's ``levels`` for noise-conditional ones); no gradient."""
         with torch.no_grad():
-            return denoiser_score(denoiser(x, z)[1], z, self.noise_std)
+            if levels is None:
+                return denoiser_score(denoiser(x, z)[1], z, self.noise_std)
+            return denoiser_score(denoiser(x, z, levels)[1], z, levels)
 
     def model_score(self, x: Tensor, z: Tensor) -> Tensor:
         """``∇_z log p(x, z)``: by autograd of the densities, or from the model denoiser."""
@@ -101,25 +128,37 @@ class JCDen(ImplicitVI):
         return input_gradient(lambda zz: self.likelihood.log_prob(x, zz) + self.prior.log_prob(zz), z)
 
     def score_difference(self, x: Tensor, z: Tensor) -> Tensor:
-        """Estimated ``∇_z s(x, z) = ∇_z log q(z|x) − ∇_z log p(x, z)``: the encoder's whole gradient signal."""
-        return self.joint_score(self.denoiser, x, z) - self.model_score(x, z)
+        """Estimated ``∇_z s(x, z) = ∇_z log q(z|x) − ∇_z log p(x, z)``: the encoder's whole gradient signal.
 
-    def denoiser_step(self, x: Tensor, optimizer: Any) -> Tensor:
-        """``aux_steps`` updates of the posterior denoiser (and the model denoiser when used)."""
+        With ``max_noise_std``, both scores are those of the joints smoothed at a level drawn per
+        example, taken at ``z`` corrupted at that level, and weighted by ``(σ/noise_std)²``.
+        """
+        levels = self.latent_noise_levels(z.shape[0], z)
+        if levels is None:
+            return self.joint_score(self.denoiser, x, z) - self.model_score(x, z)
+        z_noisy = z + levels * torch.randn_like(z)
+        difference = self.joint_score(self.denoiser, x, z_noisy, levels) - self.joint_score(self.model_denoiser, x, z_noisy, levels)
+        return (levels / self.noise_std).pow(2) * difference
+
+    def denoiser_step(self, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+        """``aux_steps`` updates of the posterior denoiser (and the model denoiser when used, on
+        ``model_joint``, e.g. simulated pairs, or fresh samples of the model when ``None``)."""
         for _ in range(self.hparams.aux_steps):
             with torch.no_grad():
                 z = self.encoder(x)
-                model_joint = self.sample_model(x.shape[0]) if self.uses_model_denoiser else None
+                joint = None
+                if self.uses_model_denoiser:
+                    joint = model_joint if model_joint is not None else self.sample_model(x.shape[0])
             loss = self.joint_denoising_loss(self.denoiser, x, z)
-            if model_joint is not None:
-                loss = loss + self.joint_denoising_loss(self.model_denoiser, *model_joint)
+            if joint is not None:
+                loss = loss + self.joint_denoising_loss(self.model_denoiser, *joint)
             self.optimize(optimizer, loss)
         return loss
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_den = self.optimizers()
-        for x in self.update_batches(batch):  # updates_per_batch chunks (default: the whole batch)
-            loss_den = self.denoiser_step(x, opt_den)
+        for x, model_joint in self.update_joints(batch):  # updates_per_batch chunks (default: the whole batch)
+            loss_den = self.denoiser_step(x, opt_den, model_joint)
 
             z = self.encoder(x)
             loss_encoder = score_surrogate(z, self.score_difference(x, z.detach())).mean()

@@ -114,7 +114,7 @@ class PCAdv(ImplicitVI):
             r_mean, r_std = mean.detach() + std.detach() * u_mean, std.detach() * u_std
             correction = diagonal_normal_log_prob(z, r_mean, r_std) - self.prior.log_prob(z)
             return x, self.encoder.context(mean, std).detach(), z, (z - r_mean) / r_std, correction
-        z = self.sample_posterior(x, self.hparams.contrast_samples)
+        z = self.draw_posterior(x, self.hparams.contrast_samples)
         mean, std = gaussian_moments(z)
         correction = diagonal_normal_log_prob(z, mean, std) - self.prior.log_prob(z)
         x_rep = x.unsqueeze(0).expand(z.shape[0], *x.shape)

@@ -77,11 +77,11 @@ class PCDen(ImplicitVI):
     def auxiliary_networks(self) -> list:
         return [self.denoiser]
 
-    def sample_posterior(self, x: Tensor, num_samples: int = 1) -> Tensor:
+    def draw_posterior(self, x: Tensor, num_samples: int = 1) -> Tensor:
         if self.hparams.location_scale:
             repeated = tile_examples(x, num_samples)
             return self.location_scale_sample(repeated)[0].view(num_samples, x.shape[0], self.latent_dim)
-        z = super().sample_posterior(x, num_samples)
+        z = super().draw_posterior(x, num_samples)
         return z + self.hparams.noise_std * torch.randn_like(z) if self.hparams.smooth_posterior else z
 
     def posterior_score(self, x: Tensor, z: Tensor) -> Tensor:

@@ -26,7 +26,9 @@ class JointDenoiser(nn.Module):
 
     Residual form per block, ``x̂ = x̃ + σ_x f_x``, ``ẑ = z̃ + σ_z f_z``, so both regression
     targets stay of unit scale whatever the noise levels. The ``z`` block's displacement gives
-    ``∇_z log q(x, z) = ∇_z log q(z|x)`` (Tweedie): ``(ẑ − z̃)/σ_z² = f_z/σ_z``.
+    ``∇_z log q(x, z) = ∇_z log q(z|x)`` (Tweedie): ``(ẑ − z̃)/σ_z² = f_z/σ_z``. A
+    ``noise_conditional`` denoiser also takes the latent's corruption level of each example
+    (``log σ_z`` is an input), so one network serves a whole range of levels.
 
     Args:
         data_shape: shape of one example.
@@ -35,6 +37,7 @@ class JointDenoiser(nn.Module):
         hidden: hidden layer sizes.
         data_noise_std: corruption level ``σ_x`` of the data block (default ``noise_std``).
         act: activation name.
+        noise_conditional: take each example's ``σ_z`` as an input (see ``forward``).
 
     >>> den = JointDenoiser(4, 2, noise_std=0.1, hidden=(8,))
     >>> [t.shape for t in den(torch.zeros(3, 4), torch.zeros(3, 2))]
@@ -49,17 +52,28 @@ class JointDenoiser(nn.Module):
         hidden: Sequence[int] = (256, 256),
         data_noise_std: Optional[float] = None,
         act: str = "silu",
+        noise_conditional: bool = False,
     ) -> None:
         super().__init__()
         self.noise_std, self.data_noise_std = joint_noise_levels(noise_std, data_noise_std)
         self.data_shape, self.latent_dim = as_shape(data_shape), int(latent_dim)
         self.data_dim = math.prod(self.data_shape)
-        self.net = MLP(self.data_dim + self.latent_dim, self.data_dim + self.latent_dim, hidden, act)
+        self.noise_conditional = bool(noise_conditional)
+        inputs = self.data_dim + self.latent_dim + int(self.noise_conditional)
+        self.net = MLP(inputs, self.data_dim + self.latent_dim, hidden, act)
 
-    def forward(self, x_noisy: Tensor, z_noisy: Tensor) -> Tuple[Tensor, Tensor]:
-        out = self.net(torch.cat([x_noisy.flatten(1), z_noisy], 1))
+    def forward(self, x_noisy: Tensor, z_noisy: Tensor, noise_std: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        """Denoised ``(x, z)``; ``noise_std`` (``[batch, 1]``) is each example's ``σ_z`` for a
+        noise-conditional denoiser (default: the fixed ``noise_std``)."""
+        parts = [x_noisy.flatten(1), z_noisy]
+        if self.noise_conditional:
+            if noise_std is None:
+                noise_std = torch.full_like(z_noisy[:, :1], self.noise_std)
+            parts.append(noise_std.log())
+        out = self.net(torch.cat(parts, 1))
         f_x, f_z = out.split([self.data_dim, self.latent_dim], 1)
-        return x_noisy + self.data_noise_std * f_x.view_as(x_noisy), z_noisy + self.noise_std * f_z
+        sigma = self.noise_std if noise_std is None else noise_std
+        return x_noisy + self.data_noise_std * f_x.view_as(x_noisy), z_noisy + sigma * f_z
 
 
 class DeterministicEncoder(nn.Module):
@@ -85,8 +99,8 @@ class DeterministicEncoder(nn.Module):
 
 
 @register("mlp", "joint_denoiser")
-def _mlp_joint_denoiser(data_shape, latent_dim, noise_std, hidden=(256, 256), data_noise_std=None, **_):
-    return JointDenoiser(data_shape, latent_dim, noise_std, hidden, data_noise_std)
+def _mlp_joint_denoiser(data_shape, latent_dim, noise_std, hidden=(256, 256), data_noise_std=None, noise_conditional=False, **_):
+    return JointDenoiser(data_shape, latent_dim, noise_std, hidden, data_noise_std, noise_conditional=noise_conditional)
 
 
 @register("mlp", "deterministic_encoder")

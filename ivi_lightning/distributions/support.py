@@ -1,0 +1,288 @@
+"""Priors with a declared support, any ``torch.distributions`` prior, and the standardised
+unconstrained space in which the algorithms infer the parameters of a simulator.
+
+A prior declares where its samples live through ``.support`` (a
+``torch.distributions.constraints.Constraint``, as every ``torch.distributions.Distribution``
+does). :class:`ParameterSpace` maps that support onto all of ``R^d`` with
+``torch.distributions.biject_to`` and z-scores both sides of the simulated pairs, so encoders,
+discriminators and denoisers work with unit-scale, unbounded coordinates while every posterior
+sample handed back lies inside the support, in the user's units.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, biject_to, constraints
+
+from ivi_lightning.distributions.base import DataShape, Likelihood, Prior, as_shape
+
+
+class BoxUniform(Prior):
+    """Uniform on the box ``[low, high]`` (as sbi's ``BoxUniform``), with a bounded ``support``.
+
+    Args:
+        low: lower corner, one value per dimension.
+        high: upper corner, one value per dimension (each above ``low``).
+
+    >>> prior = BoxUniform([-1.0, 0.0], [1.0, 4.0])
+    >>> prior.sample(3).shape
+    torch.Size([3, 2])
+    >>> prior.log_prob(torch.tensor([[0.0, 1.0], [2.0, 1.0]]))  # −log 8 inside, −inf outside
+    tensor([-2.0794,    -inf])
+    """
+
+    def __init__(self, low: Union[Sequence[float], Tensor], high: Union[Sequence[float], Tensor]) -> None:
+        low_t = torch.as_tensor(low, dtype=torch.get_default_dtype()).reshape(-1)
+        high_t = torch.as_tensor(high, dtype=torch.get_default_dtype()).reshape(-1)
+        if low_t.shape != high_t.shape or low_t.numel() == 0:
+            raise ValueError(f"BoxUniform needs low and high of the same non-zero length, got {list(low_t.shape)} and {list(high_t.shape)}")
+        if not bool((high_t > low_t).all()):
+            raise ValueError(f"BoxUniform needs high > low in every dimension, got low={low_t.tolist()}, high={high_t.tolist()}")
+        super().__init__(low_t.numel())
+        # Not saved: the box is configuration, and an adopted prior must add no checkpoint keys.
+        self.register_buffer("low", low_t, persistent=False)
+        self.register_buffer("high", high_t, persistent=False)
+
+    @property
+    def support(self) -> constraints.Constraint:
+        return constraints.independent(constraints.interval(self.low, self.high), 1)
+
+    def sample(self, num_samples: int) -> Tensor:
+        return self.low + (self.high - self.low) * torch.rand(num_samples, self.dim, device=self.low.device, dtype=self.low.dtype)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        inside = ((z >= self.low) & (z <= self.high)).all(-1)
+        log_volume = (self.high - self.low).log().sum()
+        return torch.where(inside, -log_volume, torch.full_like(log_volume, -math.inf)).expand(z.shape[:-1])
+
+
+class DistributionPrior(Prior):
+    """Any ``torch.distributions.Distribution`` over vectors (e.g. sbi's ``BoxUniform``, an
+    ``Independent(Uniform)``, a ``MultivariateNormal``) as a :class:`Prior`.
+
+    Args:
+        distribution: a distribution whose samples are vectors (``event_shape == [dim]``), or a
+            batch of ``dim`` scalar distributions (made ``Independent``).
+
+    >>> d = torch.distributions.Independent(torch.distributions.Uniform(torch.zeros(2), torch.ones(2)), 1)
+    >>> prior = DistributionPrior(d)
+    >>> prior.dim, prior.sample(4).shape, prior.support.event_dim
+    (2, torch.Size([4, 2]), 1)
+    """
+
+    def __init__(self, distribution: Distribution) -> None:
+        if not isinstance(distribution, Distribution):
+            raise TypeError(f"DistributionPrior wraps a torch.distributions.Distribution, got {type(distribution).__name__}")
+        if len(distribution.event_shape) == 0 and len(distribution.batch_shape) == 1:
+            distribution = torch.distributions.Independent(distribution, 1)
+        if len(distribution.event_shape) != 1 or len(distribution.batch_shape) != 0:
+            raise ValueError(
+                "a prior must draw vectors: event_shape [dim] and no batch shape, got "
+                f"event_shape {list(distribution.event_shape)}, batch_shape {list(distribution.batch_shape)}"
+            )
+        super().__init__(distribution.event_shape[0])
+        self.distribution = distribution
+
+    @property
+    def support(self) -> constraints.Constraint:
+        return self.distribution.support
+
+    def sample(self, num_samples: int) -> Tensor:
+        return self.distribution.sample((num_samples,)).to(self._anchor.device)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return self.distribution.log_prob(z)
+
+
+def as_prior(prior: Union[Prior, Distribution]) -> Prior:
+    """``prior`` as a :class:`Prior`: ours as it is, a ``torch.distributions.Distribution`` wrapped.
+
+    >>> as_prior(torch.distributions.MultivariateNormal(torch.zeros(3), torch.eye(3))).dim
+    3
+    """
+    if isinstance(prior, Prior):
+        return prior
+    if isinstance(prior, Distribution):
+        return DistributionPrior(prior)
+    raise TypeError(
+        f"a prior must be an ivi_lightning Prior or a torch.distributions.Distribution, got {type(prior).__name__}: "
+        "wrap your sampler in a Prior subclass (sample(n) -> [n, dim]) or pass e.g. BoxUniform(low, high)"
+    )
+
+
+def support_of(prior: Prior) -> constraints.Constraint:
+    """The support a prior declares (``.support``), else all of ``R^dim``."""
+    return getattr(prior, "support", constraints.real_vector)
+
+
+def support_bounds(support: constraints.Constraint, dim: int) -> Tuple[Tensor, Tensor]:
+    """Per-dimension ``(lower, upper)`` bounds of a box-shaped support (``±inf`` where unbounded).
+
+    Supports: all of ``R^d``, intervals (a box), and half-lines (``positive``, ``greater_than``,
+    ``less_than``), each possibly ``independent``.
+
+    >>> support_bounds(constraints.independent(constraints.interval(0.0, 2.0), 1), 2)
+    (tensor([0., 0.]), tensor([2., 2.]))
+    """
+    base = support
+    while isinstance(base, constraints.independent):
+        base = base.base_constraint
+    full = lambda value: torch.as_tensor(value, dtype=torch.get_default_dtype()).expand(dim).clone()
+    if base in (constraints.real, constraints.real_vector):
+        return full(-math.inf), full(math.inf)
+    if isinstance(base, (constraints.interval, constraints.half_open_interval)):
+        return full(base.lower_bound), full(base.upper_bound)
+    if isinstance(base, (constraints.greater_than, constraints.greater_than_eq)):
+        return full(base.lower_bound), full(math.inf)
+    if isinstance(base, constraints.less_than):
+        return full(-math.inf), full(base.upper_bound)
+    raise ValueError(
+        f"a prior's support must be R^d, a box or a half-line for posterior samples to be mapped into it, got {support}: "
+        "reparameterise the prior (sample an unconstrained vector and transform it in the simulator)"
+    )
+
+
+def bounds_constraint(lower: Tensor, upper: Tensor) -> constraints.Constraint:
+    """The constraint with these per-dimension bounds: ``R^d``, a box or a half-line.
+
+    >>> bounds_constraint(torch.tensor([0.0]), torch.tensor([math.inf]))
+    IndependentConstraint(GreaterThan(lower_bound=tensor([0.])), 1)
+    """
+    low_finite, high_finite = torch.isfinite(lower), torch.isfinite(upper)
+    if not bool(low_finite.any() or high_finite.any()):
+        return constraints.real_vector
+    if bool(low_finite.all() and high_finite.all()):
+        return constraints.independent(constraints.interval(lower, upper), 1)
+    if bool(low_finite.all() and not high_finite.any()):
+        return constraints.independent(constraints.greater_than(lower), 1)
+    if bool(high_finite.all() and not low_finite.any()):
+        return constraints.independent(constraints.less_than(upper), 1)
+    raise ValueError(
+        f"every dimension of the support must be bounded alike (all boxes, all half-lines or none), got lower={lower.tolist()}, "
+        f"upper={upper.tolist()}: give the prior one kind of support"
+    )
+
+
+class ParameterSpace(nn.Module):
+    """The coordinates an algorithm infers in: z-scored data, and z-scored unconstrained parameters.
+
+    ``z = (u − m_u) / s_u`` with ``u = b⁻¹(θ)``, ``b = biject_to(support)``, and
+    ``x̃ = (x − m_x) / s_x``; the means and stds come from simulated pairs (:meth:`fit`). Until
+    fitted it is the identity. Its statistics and bounds are buffers: they are saved with the
+    model, so a checkpoint samples in the user's units without the data module.
+
+    Args:
+        latent_dim: size of ``θ``.
+        data_shape: shape of one observation ``x``.
+
+    >>> space = ParameterSpace(1, 1)
+    >>> space.fit(torch.rand(1000, 1) * 2, torch.randn(1000, 1) * 5 + 3, constraints.interval(0.0, 2.0))
+    >>> theta = space.to_parameter(torch.randn(5, 1) * 10)
+    >>> bool(((theta > 0) & (theta < 2)).all())
+    True
+    """
+
+    def __init__(self, latent_dim: int, data_shape: DataShape) -> None:
+        super().__init__()
+        shape = as_shape(data_shape)
+        self.register_buffer("data_mean", torch.zeros(shape))
+        self.register_buffer("data_std", torch.ones(shape))
+        self.register_buffer("latent_mean", torch.zeros(latent_dim))
+        self.register_buffer("latent_std", torch.ones(latent_dim))
+        self.register_buffer("lower", torch.full((latent_dim,), -math.inf))
+        self.register_buffer("upper", torch.full((latent_dim,), math.inf))
+
+    @property
+    def bijection(self) -> torch.distributions.Transform:
+        """``u ↦ θ``: unconstrained ``R^d`` onto the support (``biject_to`` of its constraint)."""
+        return biject_to(bounds_constraint(self.lower, self.upper))
+
+    @torch.no_grad()
+    def fit(self, theta: Tensor, x: Tensor, support: constraints.Constraint = constraints.real_vector, min_std: float = 1e-6) -> None:
+        """Statistics of simulated pairs ``(θ, x)``: bounds from ``support``, means and stds of ``u`` and ``x``.
+
+        Args:
+            theta: parameters ``[n, latent_dim]`` (inside ``support``).
+            x: their simulations ``[n, *data_shape]``.
+            support: the prior's support.
+            min_std: a feature whose std is below this is left unscaled (std 1).
+        """
+        lower, upper = support_bounds(support, self.latent_mean.numel())
+        self.lower.copy_(lower)
+        self.upper.copy_(upper)
+        u = self.bijection.inv(theta.to(self.lower))
+        if not bool(torch.isfinite(u).all()):
+            raise ValueError("some simulated parameters lie on or outside the prior's support: the prior's samples must lie inside its support")
+        for values, mean, std in ((u, self.latent_mean, self.latent_std), (x.to(self.data_mean), self.data_mean, self.data_std)):
+            mean.copy_(values.mean(0))
+            spread = values.std(0)
+            std.copy_(torch.where(spread > min_std, spread, torch.ones_like(spread)))
+
+    def standardize(self, x: Tensor) -> Tensor:
+        """Observations in the algorithm's coordinates: ``(x − m_x) / s_x``."""
+        return (x - self.data_mean) / self.data_std
+
+    def to_latent(self, theta: Tensor) -> Tensor:
+        """Parameters (inside the support) to the algorithm's latent: ``(b⁻¹(θ) − m_u) / s_u``."""
+        return (self.bijection.inv(theta) - self.latent_mean) / self.latent_std
+
+    def to_parameter(self, z: Tensor) -> Tensor:
+        """The algorithm's latent to parameters inside the support: ``b(m_u + s_u z)``."""
+        return self.bijection(self.latent_mean + self.latent_std * z)
+
+    def log_abs_det_jacobian(self, z: Tensor) -> Tensor:
+        """``log |det ∂θ/∂z|`` per row: what a density on ``θ`` gains as a density on ``z``."""
+        u = self.latent_mean + self.latent_std * z
+        log_det = self.bijection.log_abs_det_jacobian(u, self.bijection(u))
+        log_det = log_det.sum(-1) if log_det.dim() == z.dim() else log_det  # elementwise vs. independent transforms
+        return log_det + self.latent_std.log().sum()
+
+
+class LatentPrior(Prior):
+    """A prior on ``θ`` seen in a :class:`ParameterSpace`'s latent ``z``: samples ``to_latent(θ)``,
+    density ``p(θ(z)) |det ∂θ/∂z|``.
+
+    Args:
+        prior: the prior on ``θ``, in the user's units.
+        space: the parameter space.
+    """
+
+    def __init__(self, prior: Prior, space: ParameterSpace) -> None:
+        super().__init__(prior.dim)
+        self.prior = prior
+        self._held = (space,)  # held, not owned: the algorithm owns (and saves) its parameter space
+
+    @property
+    def space(self) -> ParameterSpace:
+        return self._held[0]
+
+    def sample(self, num_samples: int) -> Tensor:
+        return self.space.to_latent(self.prior.sample(num_samples).to(self.space.latent_mean))
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        return self.prior.log_prob(self.space.to_parameter(z)) + self.space.log_abs_det_jacobian(z)
+
+
+class SimulatorLikelihood(Likelihood):
+    """A simulator ``θ -> x`` (sample only) seen in a :class:`ParameterSpace`: ``x̃ = standardize(simulator(θ(z)))``.
+
+    Args:
+        simulator: a callable ``θ [n, dim] -> x [n, *data_shape]`` (or a :class:`Likelihood`, its ``sample``).
+        space: the parameter space.
+    """
+
+    def __init__(self, simulator, space: ParameterSpace) -> None:
+        super().__init__()
+        self.simulator = simulator
+        self._held = (space,)  # held, not owned: the algorithm owns (and saves) its parameter space
+
+    @property
+    def space(self) -> ParameterSpace:
+        return self._held[0]
+
+    def sample(self, z: Tensor) -> Tensor:
+        simulate = self.simulator.sample if isinstance(self.simulator, Likelihood) else self.simulator
+        return self.space.standardize(simulate(self.space.to_parameter(z)).to(z))

@@ -1,0 +1,178 @@
+"""Inference with a simulator: the data module's budget, bounded priors, standardisation, C2ST."""
+import math
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.distributions import Independent, Uniform, constraints
+
+import ivi_lightning as ivi
+from datamodules import SimulatorDataModule, TwoMoonsSimulator
+from ivi_lightning.data import Simulations
+from ivi_lightning.distributions.support import BoxUniform, DistributionPrior, ParameterSpace, as_prior
+from ivi_lightning.evaluation import c2st
+
+
+class CountingSimulator:
+    """``x = θ² + N(0, 0.05²)``: a posterior with modes at ``±√x``; counts the parameters it simulates."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, theta: torch.Tensor) -> torch.Tensor:
+        self.calls += theta.shape[0]
+        return theta.pow(2) + 0.05 * torch.randn_like(theta)
+
+
+def trainer(steps: int, **kwargs) -> pl.Trainer:
+    options = dict(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    return pl.Trainer(**{**options, **kwargs})
+
+
+def test_fixed_budget_is_reproducible_counted_and_never_exceeded():
+    simulator = CountingSimulator()
+    dm = SimulatorDataModule(BoxUniform([-1.0], [1.0]), simulator, num_simulations=500, batch_size=50, val_fraction=0.2, seed=3)
+    assert simulator.calls == 2 and dm.simulation_count == 0  # the shape probe is not part of the budget
+    dm.setup("fit")
+    assert dm.simulation_count == 500 and simulator.calls == 502
+    assert dm.train_pairs.x.shape == (400, 1) and dm.val_pairs.x.shape == (100, 1)
+    again = SimulatorDataModule(BoxUniform([-1.0], [1.0]), CountingSimulator(), num_simulations=500, batch_size=50, val_fraction=0.2, seed=3)
+    again.setup("fit")
+    assert torch.equal(again.train_pairs.theta, dm.train_pairs.theta) and torch.equal(again.train_pairs.x, dm.train_pairs.x)
+    other = SimulatorDataModule(BoxUniform([-1.0], [1.0]), CountingSimulator(), num_simulations=500, batch_size=50, seed=4)
+    other.setup("fit")
+    assert not torch.equal(other.train_pairs.theta[:10], dm.train_pairs.theta[:10])
+
+    pl.seed_everything(0)
+    model = ivi.JCAdv(latent_dim=1, data_shape=1, learn_model=False, hidden=(16,), aux_steps=1)
+    trainer(20, limit_val_batches=0).fit(model, dm)
+    assert simulator.calls == 502 and dm.simulation_count == 500  # training used only the stored pairs
+
+
+def test_simulation_leaves_global_random_streams_untouched():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    SimulatorDataModule(BoxUniform([-1.0], [1.0]), CountingSimulator(), num_simulations=100, batch_size=10).setup("fit")
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_online_mode_draws_fresh_pairs_every_batch():
+    simulator = CountingSimulator()
+    dm = SimulatorDataModule(BoxUniform([-1.0], [1.0]), simulator, num_simulations=None, batch_size=8, reference_simulations=100)
+    dm.setup("fit")
+    assert dm.simulation_count == 100
+    batches = iter(dm.train_dataloader())
+    first, second = next(batches), next(batches)
+    assert isinstance(first, Simulations) and first.theta.shape == (8, 1)
+    assert not torch.equal(first.theta, second.theta)
+    assert dm.simulation_count == 116
+
+
+def test_bad_simulator_and_budget_are_refused():
+    with pytest.raises(ValueError, match="one simulation per parameter"):
+        SimulatorDataModule(BoxUniform([-1.0], [1.0]), lambda theta: theta.sum(), num_simulations=10)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        SimulatorDataModule(BoxUniform([-1.0], [1.0]), CountingSimulator(), num_simulations=10, batch_size=256)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        SimulatorDataModule(BoxUniform([-1.0], [1.0]), lambda theta: theta / 0.0 * 0.0, num_simulations=10, batch_size=2).setup("fit")
+    with pytest.raises(TypeError, match="torch.distributions.Distribution"):
+        as_prior("uniform")
+
+
+def test_any_torch_distribution_is_a_prior_with_its_support():
+    prior = as_prior(Independent(Uniform(torch.zeros(2), 2 * torch.ones(2)), 1))
+    assert isinstance(prior, DistributionPrior) and prior.dim == 2
+    space = ParameterSpace(2, 1)
+    space.fit(prior.sample(1000), torch.randn(1000, 1), prior.support)
+    theta = space.to_parameter(20 * torch.randn(1000, 2))
+    assert bool(((theta > 0) & (theta < 2)).all())
+
+
+@pytest.mark.parametrize(
+    "support", [constraints.independent(constraints.interval(-1.0, 3.0), 1), constraints.positive, constraints.real_vector]
+)
+def test_log_abs_det_jacobian_matches_a_numerical_jacobian(support):
+    space = ParameterSpace(2, 1)
+    theta = {constraints.real_vector: torch.randn(500, 2), constraints.positive: torch.rand(500, 2) * 3 + 0.1}.get(support, torch.rand(500, 2) * 4 - 1)
+    space.fit(theta, torch.randn(500, 1), support)
+    for z in torch.randn(4, 2, dtype=torch.float64):
+        space64 = space.double()
+        jacobian = torch.autograd.functional.jacobian(space64.to_parameter, z)
+        numerical = torch.linalg.slogdet(jacobian).logabsdet
+        assert space64.log_abs_det_jacobian(z.unsqueeze(0)).item() == pytest.approx(numerical.item(), abs=1e-8)
+
+
+def test_latent_prior_density_integrates_to_one():
+    dm = SimulatorDataModule(BoxUniform([0.0], [2.0]), CountingSimulator(), num_simulations=200, batch_size=20)
+    model = ivi.JCAdv(latent_dim=1, data_shape=1, learn_model=False, hidden=(8,), aux_steps=1)
+    trainer(1, limit_val_batches=0).fit(model, dm)
+    z = torch.linspace(-12, 12, 20001).unsqueeze(1)
+    density = model.prior.log_prob(z).exp()
+    assert torch.trapezoid(density, z.squeeze(1)).item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_posterior_samples_lie_in_the_support_in_user_units_and_survive_a_checkpoint(tmp_path):
+    dm = SimulatorDataModule(BoxUniform([-1.0, 0.0], [1.0, 5.0]), lambda t: torch.cat([t, t.sum(1, keepdim=True)], 1) * 100.0,
+                             num_simulations=400, batch_size=40)
+    pl.seed_everything(0)
+    model = ivi.JCDen(latent_dim=2, data_shape=3, learn_model=False, hidden=(16,), aux_steps=1)
+    fit = trainer(8, limit_val_batches=0, default_root_dir=tmp_path, enable_checkpointing=True)
+    fit.fit(model, dm)
+    x_o = torch.tensor([0.0, 250.0, 250.0])
+    with torch.no_grad():
+        samples = model.sample_posterior(x_o, 5000)  # one observation, no batch dimension
+    assert samples.shape == (5000, 2)
+    assert bool((samples[:, 0] > -1).all() and (samples[:, 0] < 1).all() and (samples[:, 1] > 0).all() and (samples[:, 1] < 5).all())
+    assert model.sample_posterior(x_o.unsqueeze(0), 3).shape == (3, 1, 2)
+    assert model.hparams.likelihood_family is None
+
+    path = tmp_path / "model.ckpt"
+    fit.save_checkpoint(path)
+    loaded = ivi.JCDen.load_from_checkpoint(path)  # no data module: the standardisation comes from the checkpoint
+    assert torch.equal(loaded.parameter_space.data_std, model.parameter_space.data_std)
+    torch.manual_seed(1)
+    a = loaded.sample_posterior(x_o, 10)
+    torch.manual_seed(1)
+    b = model.sample_posterior(x_o, 10)
+    assert torch.allclose(a, b)
+    with pytest.raises(ValueError, match="observations of shape"):
+        model.sample_posterior(torch.zeros(2), 1)
+
+
+def test_a_simulator_data_module_supplies_the_model():
+    dm = SimulatorDataModule(BoxUniform([-1.0], [1.0]), CountingSimulator(), num_simulations=100, batch_size=10)
+    with pytest.raises(ValueError, match="learn_model=False"):
+        trainer(1).fit(ivi.JCAdv(latent_dim=1, data_shape=1, hidden=(8,), likelihood_family="gaussian"), dm)
+    with pytest.raises(ValueError, match="needs log_prob of the likelihood"):
+        trainer(1).fit(ivi.PCAdv(latent_dim=1, data_shape=1, learn_model=False, hidden=(8,)), dm)
+
+
+def test_c2st_tells_equal_from_disjoint_samples():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(400, 2, generator=g), torch.randn(400, 2, generator=g)
+    assert abs(c2st(a, b, folds=3) - 0.5) < 0.08
+    assert c2st(a, b + 6.0, folds=3) > 0.98
+    with pytest.raises(ValueError, match="same dim"):
+        c2st(a, torch.randn(10, 3))
+
+
+def test_forward_kl_weights_samples_by_the_estimated_ratio():
+    from ivi_lightning.estimators import forward_kl_encoder_loss
+
+    t = torch.tensor([0.0, math.log(3.0)], requires_grad=True)  # the second sample is 3x over-represented
+    forward_kl_encoder_loss(t).backward()
+    assert t.grad[0].item() == pytest.approx(3 * t.grad[1].item())  # p/q: 1 against 1/3
+
+
+def test_two_mode_posterior_keeps_both_modes():
+    """x = θ² + noise: the posterior of x_o = 0.5 has modes at ±0.71, each with half the mass."""
+    pl.seed_everything(0)
+    dm = SimulatorDataModule(BoxUniform([-1.0], [1.0]), CountingSimulator(), num_simulations=4000, batch_size=200, seed=0)
+    model = ivi.JCAdv(latent_dim=1, data_shape=1, learn_model=False, hidden=(64, 64), loss="forward_kl", aux_steps=2)
+    trainer(900, limit_val_batches=0).fit(model, dm)
+    with torch.no_grad():
+        samples = model.sample_posterior(torch.tensor([0.5]), 4000).squeeze(1)
+    near_positive = ((samples - math.sqrt(0.5)).abs() < 0.2).float().mean().item()
+    near_negative = ((samples + math.sqrt(0.5)).abs() < 0.2).float().mean().item()
+    assert near_positive >= 0.25 and near_negative >= 0.25, (near_positive, near_negative)

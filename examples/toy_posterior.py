@@ -36,7 +36,8 @@ def main(argv=None):
     trainer.fit(model, dm)
 
     x = dm.evaluation_points  # [4, 1]: x = 0.01, 0.05, 0.2, 1
-    js = posterior_js(model.sample_posterior, dm.prior, dm.likelihood, x, num_samples=args.samples)
+    extent = dm.latent_extent  # the square holding nearly all posterior mass: [-6, 6]² here
+    js = posterior_js(model.sample_posterior, dm.prior, dm.likelihood, x, num_samples=args.samples, extent=extent)
     for xi, d in zip(x[:, 0].tolist(), js.tolist()):
         print(f"x = {xi:<5.2g} JS(q, exact posterior) = {d:.4f} nats")
     print(f"mean JS = {js.mean().item():.4f} nats")
@@ -45,7 +46,7 @@ def main(argv=None):
     fig, axes = plt.subplots(1, len(x), figsize=(3 * len(x), 3), sharex=True, sharey=True)
     for i, ax in enumerate(axes):
         ax.scatter(z[:, i, 0], z[:, i, 1], s=1, alpha=0.3)
-        ax.set_title(f"q(z | x={x[i, 0].item():g})")
+        ax.set(xlim=(-extent, extent), ylim=(-extent, extent), title=f"q(z | x={x[i, 0].item():.2g})")
     fig.tight_layout()
     fig.savefig(args.out)
     print(f"saved {args.out}")

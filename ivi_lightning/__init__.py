@@ -2,6 +2,7 @@
 from ivi_lightning.algorithms import VAE, ImplicitVI, JCAdv, JCAdvRMD, JCDen, JCHybrid, PCAdv, PCDen
 from ivi_lightning.distributions import (
     BernoulliLikelihood,
+    BoxUniform,
     GaussianLikelihood,
     ImplicitLikelihood,
     ImplicitPrior,
@@ -14,6 +15,7 @@ from ivi_lightning.distributions import (
 __version__ = "0.1.0"
 __all__ = [
     "BernoulliLikelihood",
+    "BoxUniform",
     "GaussianLikelihood",
     "ImplicitLikelihood",
     "ImplicitPrior",

@@ -70,6 +70,9 @@ class ImplicitVI(pl.LightningModule):
         hidden: hidden layer sizes of the default networks (MLP architectures).
         noise_dim: size of the default implicit encoder's noise.
         noise_injection: where the default encoder takes noise: ``"input"``, ``"hidden"``, ``"both"``.
+        noise_components: the default MLP encoder's noise is a uniform mixture of this many
+            components (a one-hot index joins the Gaussian noise), so separate components can
+            land on separate posterior modes with no mass between them; ``1``: Gaussian only.
         generator_activation: activation of the default MLP encoder and decoder (the networks that
             produce samples). Discriminators and denoisers keep SiLU: their input gradients are
             used, and ReLU's are piecewise constant. ``"relu"`` gave sharper regions on
@@ -109,6 +112,7 @@ class ImplicitVI(pl.LightningModule):
         hidden: Sequence[int] = (256, 256),
         noise_dim: int = 8,
         noise_injection: str = "both",
+        noise_components: int = 1,
         generator_activation: str = "silu",
         lr: float = 1e-3,
         aux_lr: float = 1e-3,
@@ -167,6 +171,7 @@ class ImplicitVI(pl.LightningModule):
         """A default ``kind`` network of this algorithm's ``architecture``, sized to its data and latent."""
         h = self.hparams
         defaults = dict(data_shape=self.data_shape, latent_dim=self.latent_dim, hidden=self.hidden, noise_dim=h.noise_dim, noise_injection=h.noise_injection,
+                        noise_components=h.noise_components,
                         generator_act=h.generator_activation)
         return build_network(kind, h.architecture, **{**defaults, **options})
 

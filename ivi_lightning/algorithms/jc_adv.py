@@ -1,5 +1,5 @@
 """JC-Adv: joint-contrastive, adversarial, with ALI and BiGAN as ``loss`` options.
-``ALGORITHMS.md`` §3, third box."""
+See the docs' Concepts page (``docs/concepts.md``), "JCAdv"."""
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple

@@ -1,4 +1,4 @@
-"""JC-Den: joint-contrastive, denoiser. ``ALGORITHMS.md`` §3, fourth box."""
+"""JC-Den: joint-contrastive, denoiser. See the docs' Concepts page (``docs/concepts.md``), "JCDen"."""
 from __future__ import annotations
 
 import math

@@ -55,8 +55,9 @@ def build_network(kind: str, architecture: str, **options) -> nn.Module:
 
 
 @register("mlp", "implicit_encoder")
-def _mlp_implicit_encoder(data_shape, latent_dim, hidden=(256, 256), noise_dim=8, noise_injection="both", generator_act="silu", **_):
-    return mlp.ImplicitEncoder(data_shape, latent_dim, hidden, noise_dim, noise_injection, act=generator_act)
+def _mlp_implicit_encoder(data_shape, latent_dim, hidden=(256, 256), noise_dim=8, noise_injection="both", generator_act="silu",
+                          noise_components=1, **_):
+    return mlp.ImplicitEncoder(data_shape, latent_dim, hidden, noise_dim, noise_injection, act=generator_act, noise_components=noise_components)
 
 
 @register("mlp", "gaussian_encoder")

@@ -64,6 +64,10 @@ class ImplicitEncoder(nn.Module):
         noise_dim: size of each noise vector ``ε``.
         noise_injection: ``"input"``, ``"hidden"`` or ``"both"``.
         act: activation name.
+        noise_components: the noise is a uniform mixture of this many components: each draw
+            also picks a component, whose one-hot index joins the input. A continuous map of
+            connected noise must leave some mass on a bridge between separate posterior modes;
+            separate components can land on separate modes. ``1``: Gaussian noise only.
 
     >>> enc = ImplicitEncoder(data_shape=4, latent_dim=2, hidden=(16,), noise_dim=3)
     >>> enc(torch.zeros(5, 4)).shape
@@ -80,8 +84,11 @@ class ImplicitEncoder(nn.Module):
         noise_dim: int = 8,
         noise_injection: str = "both",
         act: str = "silu",
+        noise_components: int = 1,
     ) -> None:
         super().__init__()
+        if int(noise_components) != noise_components or noise_components < 1:
+            raise ValueError(f"noise_components must be a positive integer, got {noise_components!r}")
         if noise_injection not in ("input", "hidden", "both"):
             raise ValueError(f"noise_injection must be 'input', 'hidden' or 'both', got {noise_injection!r}")
         if noise_dim <= 0:
@@ -89,7 +96,9 @@ class ImplicitEncoder(nn.Module):
         self.data_dim, self.latent_dim, self.noise_dim = _flat_dim(data_shape), latent_dim, noise_dim
         self.input_noise = noise_injection in ("input", "both")
         hidden_noise = noise_injection in ("hidden", "both")
-        sizes = [self.data_dim + (noise_dim if self.input_noise else 0), *hidden]
+        self.noise_components = int(noise_components)
+        components = self.noise_components if self.noise_components > 1 else 0
+        sizes = [self.data_dim + (noise_dim if self.input_noise else 0) + components, *hidden]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.noise_maps = nn.ModuleList(nn.Linear(noise_dim, b, bias=False) for b in hidden) if hidden_noise else None
         self.act = activation(act)
@@ -99,6 +108,9 @@ class ImplicitEncoder(nn.Module):
         h = x.flatten(1)
         if self.input_noise:
             h = torch.cat([h, torch.randn(h.shape[0], self.noise_dim, device=h.device, dtype=h.dtype)], 1)
+        if self.noise_components > 1:
+            index = torch.randint(self.noise_components, (h.shape[0],), device=h.device)
+            h = torch.cat([h, nn.functional.one_hot(index, self.noise_components).to(h.dtype)], 1)
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if self.noise_maps is not None:

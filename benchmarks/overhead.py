@@ -14,7 +14,11 @@ then one encoder update) run
 * ``defaults``: the same with the progress bar on (Lightning's default);
 * with ``--updates-per-batch K``: ``lean`` loading K update batches at once and running the K
   update schedules on them (``updates_per_batch=K``): the same training, Lightning's per-batch
-  cost paid once per K schedules.
+  cost paid once per K schedules;
+* with ``--cuda-probe-ab``: ``lean`` again with ``PYTORCH_NVML_BASED_CUDA_CHECK`` as the plain
+  loop has it, to separate what importing Lightning costs every optimizer step on a GPU-less
+  machine with a CUDA build of torch (Lightning sets the variable; ivi leaves it alone) from the
+  cost of the Trainer and the algorithm classes.
 
 Timings are iterations (one encoder update each) per second after warm-up, measured
 interleaved (plain, lean, defaults, plain, ...), one thread per side. Rates are per second of
@@ -26,7 +30,7 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/overhead.py                 # toy and mnist, every algorithm
     OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --algorithms PCAdv --rounds 3
-    OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --update-path-ab   # + lean without the update shortcut
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --cuda-probe-ab   # + lean in the plain loop's environment
     OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --updates-per-batch 8  # + lean, 8 updates per loaded batch
 """
 from __future__ import annotations
@@ -45,8 +49,8 @@ import warnings
 from typing import Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Importing Lightning sets this for the whole process (see ImplicitVI.on_fit_start); the plain loop
-# runs with the value a process that never imported Lightning has.
+# Importing Lightning sets this for the whole process; the plain loop runs with the value a
+# process that never imported Lightning has.
 CUDA_PROBE_ENV = "PYTORCH_NVML_BASED_CUDA_CHECK"
 PLAIN_CUDA_PROBE = os.environ.get(CUDA_PROBE_ENV)
 
@@ -303,18 +307,22 @@ class _Timer(pl.Callback):
 
 
 def time_lightning(
-    model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int, progress_bar: bool, root: str, direct_updates: bool = True,
-    updates_per_batch: int = 1,
+    model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int, progress_bar: bool, root: str,
+    updates_per_batch: int = 1, plain_environment: bool = False,
 ) -> Tuple[float, float]:
     """``(wall, cpu)`` iterations per second of ``Trainer.fit`` (TensorBoard logger), after ``warmup`` iterations.
 
-    ``direct_updates=False`` keeps Lightning's backward/step plumbing even where ``ImplicitVI``
-    would skip it (see ``ImplicitVI._hooks_are_pass_through``): the A/B of that shortcut.
     ``updates_per_batch`` K: ``dm``'s batches hold K update batches, and the model runs K
-    iterations on each.
+    iterations on each. ``plain_environment``: run in the plain loop's environment (see ``CUDA_PROBE_ENV``).
     """
-    if not direct_updates:
-        model._hooks_are_pass_through = lambda: False
+    with _plain_process_environment() if plain_environment else contextlib.nullcontext():
+        return _time_lightning(model, dm, warmup, iters, progress_bar, root, updates_per_batch)
+
+
+def _time_lightning(
+    model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int, progress_bar: bool, root: str,
+    updates_per_batch: int,
+) -> Tuple[float, float]:
     model.hparams.updates_per_batch = updates_per_batch
     k = updates_per_batch
     timer = _Timer(-(-warmup // k), -(-iters // k))
@@ -329,7 +337,6 @@ def time_lightning(
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
             trainer.fit(model, dm)
     finally:
-        model.__dict__.pop("_hooks_are_pass_through", None)
         model.hparams.updates_per_batch = 1
     return _rates(timer.iters * k, timer.t0, timer.t1)
 
@@ -343,7 +350,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--data_dir", default=os.environ.get("MNIST_DIR", "/work/shared/data" if os.path.isdir("/work/shared/data") else "data"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--wall", action="store_true", help="report wall-clock rates instead of CPU-time rates")
-    parser.add_argument("--update-path-ab", action="store_true", help="also time lean with Lightning's backward/step plumbing kept")
+    parser.add_argument("--cuda-probe-ab", action="store_true", help="also time lean in the plain loop's environment (see CUDA_PROBE_ENV)")
     parser.add_argument("--updates-per-batch", type=int, default=1, metavar="K", help="also time lean with K update batches per loaded batch (K > 1)")
     args = parser.parse_args(argv)
 
@@ -354,8 +361,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"lightning {pl.__version__}, threads {torch.get_num_threads()}, log_every_n_steps {LOG_EVERY}, "
           f"rates per {'wall' if args.wall else 'CPU'} second")
-    ab, per_batch = args.update_path_ab, args.updates_per_batch
-    extra = ([" lean, Lightning's update path / plain |"] if ab else []) + ([f" lean, {per_batch} updates per batch / plain |"] if per_batch > 1 else [])
+    ab, per_batch = args.cuda_probe_ab, args.updates_per_batch
+    extra = ([" lean, plain loop's environment / plain |"] if ab else []) + ([f" lean, {per_batch} updates per batch / plain |"] if per_batch > 1 else [])
     print("| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |" + "".join(extra))
     print("|---|---|---|---|---|---|---|" + "---|" * len(extra))
     with tempfile.TemporaryDirectory() as root:
@@ -368,20 +375,20 @@ def main(argv: Optional[List[str]] = None) -> None:
                 # Calibrate: iterations that take about `seconds` on the plain loop.
                 rate = time_plain(model, dm, warmup=3, iters=5)[1]
                 iters, warmup = max(10, int(args.seconds * rate)), max(5, int(0.2 * args.seconds * rate))
-                rates: Dict[str, List[float]] = {"plain": [], "lean": [], "defaults": [], "lightning_updates": [], "chunked": []}
+                rates: Dict[str, List[float]] = {"plain": [], "lean": [], "defaults": [], "plain_env": [], "chunked": []}
                 pick = 0 if args.wall else 1
                 for _ in range(args.rounds):
                     rates["plain"].append(time_plain(model, dm, warmup, iters)[pick])
                     rates["lean"].append(time_lightning(model, dm, warmup, iters, False, root)[pick])
                     rates["defaults"].append(time_lightning(model, dm, warmup, iters, True, root)[pick])
                     if ab:
-                        rates["lightning_updates"].append(time_lightning(model, dm, warmup, iters, False, root, direct_updates=False)[pick])
+                        rates["plain_env"].append(time_lightning(model, dm, warmup, iters, False, root, plain_environment=True)[pick])
                     if per_batch > 1:
                         rates["chunked"].append(time_lightning(model, dm_chunked, warmup, iters, False, root, updates_per_batch=per_batch)[pick])
                 ratio = lambda k: statistics.median(a / b for a, b in zip(rates[k], rates["plain"]))
                 med = {k: statistics.median(v) for k, v in rates.items() if v}
                 print(f"| {profile} | {name} | {med['plain']:.1f} | {med['lean']:.1f} | {med['defaults']:.1f} | "
-                      f"{ratio('lean'):.3f} | {ratio('defaults'):.3f} |" + (f" {ratio('lightning_updates'):.3f} |" if ab else "")
+                      f"{ratio('lean'):.3f} | {ratio('defaults'):.3f} |" + (f" {ratio('plain_env'):.3f} |" if ab else "")
                       + (f" {ratio('chunked'):.3f} |" if per_batch > 1 else ""), flush=True)
 
 

@@ -1,8 +1,9 @@
 """CelebA faces (aligned and cropped), centre-cropped and resized, from the standard file layout."""
+
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -21,7 +22,9 @@ def celeba_paths(data_dir: str) -> Tuple[str, str]:
 
 
 def read_partition(path: str) -> dict:
-    """``{split: [file names]}`` from ``list_eval_partition.txt`` (lines ``000001.jpg 0``; 0 train, 1 val, 2 test).
+    """``{split: [file names]}`` from ``list_eval_partition.txt``.
+
+    Its lines read ``000001.jpg 0`` (0 train, 1 val, 2 test).
 
     Args:
         path: the partition file.
@@ -29,7 +32,7 @@ def read_partition(path: str) -> dict:
     Raises:
         ValueError: a line is not ``<file> <0|1|2>``.
     """
-    splits = {name: [] for name in PARTITIONS}
+    splits: Dict[str, List[str]] = {name: [] for name in PARTITIONS}
     by_code = {code: name for name, code in PARTITIONS.items()}
     with open(path) as f:
         for number, line in enumerate(f, 1):
@@ -37,7 +40,10 @@ def read_partition(path: str) -> dict:
             if not fields:
                 continue
             if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
-                raise ValueError(f"{path}, line {number}: expected '<image file> <0|1|2>', got {line.strip()!r}; the file is corrupt")
+                raise ValueError(
+                    f"{path}, line {number}: expected '<image file> <0|1|2>', got {line.strip()!r}; the file "
+                    "is corrupt"
+                )
             splits[by_code[int(fields[1])]].append(fields[0])
     return splits
 
@@ -55,12 +61,14 @@ def load_face(path: str, image_size: int = 64, crop_size: int = 148) -> Tensor:
     """
     from PIL import Image
 
-    with Image.open(path) as image:
-        image = image.convert("RGB")
+    with Image.open(path) as opened:
+        image = opened.convert("RGB")
         width, height = image.size
         side = min(crop_size, width, height)
         left, top = (width - side) // 2, (height - side) // 2
-        image = image.crop((left, top, left + side, top + side)).resize((image_size, image_size), getattr(Image, "Resampling", Image).BILINEAR)
+        image = image.crop((left, top, left + side, top + side)).resize(
+            (image_size, image_size), getattr(Image, "Resampling", Image).BILINEAR
+        )
         pixels = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
 
@@ -76,7 +84,12 @@ class CelebAFaces(Dataset):
     """
 
     def __init__(self, image_dir: str, files: List[str], image_size: int = 64, crop_size: int = 148) -> None:
-        self.image_dir, self.files, self.image_size, self.crop_size = image_dir, list(files), image_size, crop_size
+        self.image_dir, self.files, self.image_size, self.crop_size = (
+            image_dir,
+            list(files),
+            image_size,
+            crop_size,
+        )
 
     def __len__(self) -> int:
         return len(self.files)
@@ -125,7 +138,7 @@ class CelebADataModule(pl.LightningDataModule):
         self.data_dir, self.download, self.batch_size = data_dir, download, batch_size
         self.image_size, self.num_workers, self.crop_size = image_size, num_workers, crop_size
         self.data_shape: Tuple[int, int, int] = (3, image_size, image_size)
-        self.splits: Optional[dict] = None
+        self.splits: Any = None
 
     def prepare_data(self) -> None:
         if self.download:
@@ -138,18 +151,30 @@ class CelebADataModule(pl.LightningDataModule):
         image_dir, partition = celeba_paths(self.data_dir)
         if self.download and not (os.path.isdir(image_dir) and os.path.isfile(partition)):
             self.prepare_data()  # used without a Trainer, which would have called it
-        missing = [p for p, ok in ((image_dir, os.path.isdir(image_dir)), (partition, os.path.isfile(partition))) if not ok]
+        missing = [
+            p
+            for p, ok in ((image_dir, os.path.isdir(image_dir)), (partition, os.path.isfile(partition)))
+            if not ok
+        ]
         if missing:
             raise FileNotFoundError(
-                f"CelebA not found: missing {', '.join(os.path.abspath(p) for p in missing)}. Expected the aligned JPEGs in "
-                f"{os.path.abspath(image_dir)}/ and the split file {os.path.abspath(partition)}. Fix: pass download=True "
+                f"CelebA not found: missing {', '.join(os.path.abspath(p) for p in missing)}. Expected the "
+                "aligned JPEGs in "
+                f"{os.path.abspath(image_dir)}/ and the split file {os.path.abspath(partition)}. Fix: pass "
+                "download=True "
                 "(torchvision downloads and unpacks them there) or download img_align_celeba.zip and "
                 "list_eval_partition.txt from the CelebA site and unpack them into that folder."
             )
         splits = read_partition(partition)
         if not splits["train"]:
-            raise ValueError(f"{partition} lists no training images (code 0): the file is corrupt or incomplete")
-        absent = [f for f in (splits["train"][0], splits["train"][-1]) if not os.path.isfile(os.path.join(image_dir, f))]
+            raise ValueError(
+                f"{partition} lists no training images (code 0): the file is corrupt or incomplete"
+            )
+        absent = [
+            f
+            for f in (splits["train"][0], splits["train"][-1])
+            if not os.path.isfile(os.path.join(image_dir, f))
+        ]
         if absent:
             raise FileNotFoundError(
                 f"{partition} lists {', '.join(absent)} but {os.path.abspath(image_dir)} has no such file: "
@@ -176,7 +201,9 @@ class CelebADataModule(pl.LightningDataModule):
         if len(dataset) == 0:
             raise ValueError(f"the CelebA partition file lists no {split} images")
         if shuffle and len(dataset) < self.batch_size:
-            raise ValueError(f"batch_size={self.batch_size} exceeds the {len(dataset)} training images: lower batch_size")
+            raise ValueError(
+                f"batch_size={self.batch_size} exceeds the {len(dataset)} training images: lower batch_size"
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -1,4 +1,5 @@
 """MNIST from torchvision's raw IDX files, held in memory and batched without per-item Python."""
+
 from __future__ import annotations
 
 import gzip
@@ -20,7 +21,14 @@ MNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES: dict = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -41,7 +49,10 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     [[0, 1, 2], [3, 4, 5]]
     """
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"{name} is not an IDX file (bad magic number {data[:4].hex() or 'empty'}): the file is corrupt; delete it and download again")
+        raise ValueError(
+            f"{name} is not an IDX file (bad magic number {data[:4].hex() or 'empty'}): the file is corrupt; "
+            "delete it and download again"
+        )
     dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
     header = 4 + 4 * ndim
     if len(data) < header:
@@ -50,10 +61,15 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:
         raise ValueError(
-            f"{name} is truncated or corrupt: its header promises shape {shape} ({expected} bytes) but the file has "
+            f"{name} is truncated or corrupt: its header promises shape {shape} ({expected} bytes) but the "
+            "file has "
             f"{len(data)} bytes; delete it and download again"
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+    return (
+        np.frombuffer(data, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="), copy=False)
+    )
 
 
 def _read(path: str) -> bytes:
@@ -62,7 +78,9 @@ def _read(path: str) -> bytes:
         with opener(path, "rb") as f:
             return f.read()
     except (OSError, EOFError) as error:  # a truncated .gz fails while decompressing
-        raise ValueError(f"{path} could not be read ({error}): the file is corrupt; delete it and download again") from error
+        raise ValueError(
+            f"{path} could not be read ({error}): the file is corrupt; delete it and download again"
+        ) from error
 
 
 def mnist_raw_dir(data_dir: str) -> str:
@@ -85,9 +103,12 @@ def find_mnist_files(data_dir: str) -> dict:
         found[name] = path
     if missing:
         raise FileNotFoundError(
-            f"MNIST not found in {os.path.abspath(raw)}: missing {', '.join(missing)} (each may also be .gz). "
-            f"Expected the files {', '.join(n for pair in MNIST_FILES.values() for n in pair)} there. Fix: pass "
-            "download=True (torchvision downloads them into that layout) or copy torchvision's MNIST/raw folder "
+            f"MNIST not found in {os.path.abspath(raw)}: missing {', '.join(missing)} (each may also be "
+            ".gz). "
+            f"Expected the files {', '.join(n for pair in MNIST_FILES.values() for n in pair)} there. Fix: "
+            "pass "
+            "download=True (torchvision downloads them into that layout) or copy torchvision's MNIST/raw "
+            "folder "
             f"into {os.path.abspath(data_dir)}."
         )
     return found
@@ -106,11 +127,16 @@ def load_mnist_split(data_dir: str, split: str) -> Tuple[Tensor, Tensor]:
     image_path, label_path = (paths[n] for n in MNIST_FILES[split])
     images, labels = parse_idx(_read(image_path), image_path), parse_idx(_read(label_path), label_path)
     if images.ndim != 3 or images.dtype != np.uint8 or labels.ndim != 1:
-        raise ValueError(f"{image_path} / {label_path} do not hold uint8 images [N, H, W] and labels [N]: not MNIST files")
+        raise ValueError(
+            f"{image_path} / {label_path} do not hold uint8 images [N, H, W] and labels [N]: not MNIST files"
+        )
     if images.shape[1:] != (28, 28):
         raise ValueError(f"{image_path} holds {images.shape[1]}x{images.shape[2]} images, MNIST's are 28x28")
     if len(images) != len(labels):
-        raise ValueError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels: one of them is truncated or corrupt")
+        raise ValueError(
+            f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels: one of them "
+            "is truncated or corrupt"
+        )
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -174,11 +200,22 @@ class MNISTDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if binarize not in ("dynamic", "none"):
-            raise ValueError(f"binarize must be 'dynamic' (fresh Bernoulli draws) or 'none' (grey levels), got {binarize!r}")
+            raise ValueError(
+                "binarize must be 'dynamic' (fresh Bernoulli draws) or 'none' (grey levels), got "
+                f"{binarize!r}"
+            )
         if batch_size <= 0 or num_workers < 0 or val_size < 0:
-            raise ValueError(f"batch_size must be positive and num_workers, val_size non-negative, got {batch_size}, {num_workers}, {val_size}")
+            raise ValueError(
+                f"batch_size must be positive and num_workers, val_size non-negative, got {batch_size}, "
+                f"{num_workers}, {val_size}"
+            )
         self.save_hyperparameters()
-        self.data_dir, self.download, self.batch_size, self.num_workers = data_dir, download, batch_size, num_workers
+        self.data_dir, self.download, self.batch_size, self.num_workers = (
+            data_dir,
+            download,
+            batch_size,
+            num_workers,
+        )
         self.binarize, self.val_size, self.seed = binarize, val_size, seed
         self.data_shape: Tuple[int, int, int] = (1, 28, 28)
         self.train_set: Optional[_PixelBatches] = None
@@ -209,7 +246,9 @@ class MNISTDataModule(pl.LightningDataModule):
         if self.train_set is None:
             images, labels = load_mnist_split(self.data_dir, "train")
             if self.val_size >= len(images):
-                raise ValueError(f"val_size={self.val_size} leaves no training images out of {len(images)}: lower val_size")
+                raise ValueError(
+                    f"val_size={self.val_size} leaves no training images out of {len(images)}: lower val_size"
+                )
             order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
             val, train = order[: self.val_size], order[self.val_size :]
             self.train_set = _PixelBatches(images[train], labels[train], self.binarize)
@@ -219,11 +258,22 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def _loader(self, dataset: Optional[_PixelBatches], shuffle: bool) -> DataLoader:
         if dataset is None:
-            raise RuntimeError("MNISTDataModule: call setup() (the Trainer does) before asking for a data loader")
+            raise RuntimeError(
+                "MNISTDataModule: call setup() (the Trainer does) before asking for a data loader"
+            )
         if shuffle and len(dataset) < self.batch_size:
-            raise ValueError(f"batch_size={self.batch_size} exceeds the {len(dataset)} training images: lower batch_size")
+            raise ValueError(
+                f"batch_size={self.batch_size} exceeds the {len(dataset)} training images: lower batch_size"
+            )
         # Whole batches gathered (and binarised) by index tensors, in a seeded order that resumes mid-epoch.
-        return resumable_loader(dataset, self.batch_size, shuffle, self.seed, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return resumable_loader(
+            dataset,
+            self.batch_size,
+            shuffle,
+            self.seed,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

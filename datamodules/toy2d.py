@@ -1,8 +1,9 @@
 """Toy problems with a 2-D latent or 2-D data, generated in memory: no download."""
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import pytorch_lightning as pl
 import torch
@@ -10,7 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
 from ivi_lightning.data import resumable_loader
-from ivi_lightning.distributions import Likelihood, NormalPrior, Prior, StandardNormalPrior
+from ivi_lightning.distributions import Likelihood, NormalPrior, StandardNormalPrior
 
 
 class ExplainingAwayLikelihood(Likelihood):
@@ -27,7 +28,9 @@ class ExplainingAwayLikelihood(Likelihood):
         return 3.0 + z.clamp_min(0).pow(3).sum(-1)
 
     def sample(self, z: Tensor) -> Tensor:
-        return (torch.empty(z.shape[0], 1, device=z.device, dtype=z.dtype).exponential_() / self.rate(z).unsqueeze(1))
+        return torch.empty(z.shape[0], 1, device=z.device, dtype=z.dtype).exponential_() / self.rate(
+            z
+        ).unsqueeze(1)
 
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
         rate = self.rate(z)
@@ -64,23 +67,33 @@ class Toy2DDataModule(pl.LightningDataModule):
         seed: seed of the generated data (not of training).
     """
 
-    def __init__(self, dataset: str = "explaining_away", num_samples: int = 20000, batch_size: int = 256, seed: int = 0) -> None:
+    def __init__(
+        self, dataset: str = "explaining_away", num_samples: int = 20000, batch_size: int = 256, seed: int = 0
+    ) -> None:
         super().__init__()
         if dataset not in TOYS:
             raise ValueError(f"unknown toy dataset {dataset!r}; choose one of {', '.join(TOYS)}")
         if num_samples <= 0 or batch_size <= 0:
-            raise ValueError(f"num_samples and batch_size must be positive, got {num_samples} and {batch_size}")
+            raise ValueError(
+                f"num_samples and batch_size must be positive, got {num_samples} and {batch_size}"
+            )
         self.save_hyperparameters()
         self.dataset, self.num_samples, self.batch_size, self.seed = dataset, num_samples, batch_size, seed
-        self.prior: Optional[Prior] = None
-        self.likelihood: Optional[Likelihood] = None
+        self.prior: Any = None  # a known model's parts, for learn_model=False algorithms
+        self.likelihood: Any = None
         if dataset == "explaining_away":
             self.prior, self.likelihood = NormalPrior(2, std=2.0), ExplainingAwayLikelihood()
         elif dataset == "four_points":
             self.prior = StandardNormalPrior(2)
-        self.data_shape: Tuple[int, ...] = {"four_points": (4,), "explaining_away": (1,), "ring": (2,), "grid": (2,)}[dataset]
+        self.data_shape: Tuple[int, ...] = {
+            "four_points": (4,),
+            "explaining_away": (1,),
+            "ring": (2,),
+            "grid": (2,),
+        }[dataset]
         self.latent_dim = 2
-        self.train_set = self.val_set = None
+        self.train_set: Any = None
+        self.val_set: Any = None
 
     @property
     def latent_extent(self) -> float:
@@ -109,14 +122,19 @@ class Toy2DDataModule(pl.LightningDataModule):
             centres, std = 2.0 * torch.stack([angles.cos(), angles.sin()], 1), 0.02
         else:
             axis = torch.arange(-4.0, 5.0, 2.0)
-            centres, std = torch.cartesian_prod(axis, axis)[torch.randint(25, (num_samples,), generator=generator)], 0.05
+            centres, std = (
+                torch.cartesian_prod(axis, axis)[torch.randint(25, (num_samples,), generator=generator)],
+                0.05,
+            )
         return centres + std * torch.randn(num_samples, 2, generator=generator)
 
     def setup(self, stage: Optional[str] = None) -> None:
         if self.train_set is None:
             generator = torch.Generator().manual_seed(self.seed)
             self.train_set = _BatchedTensors(self.generate(self.num_samples, generator))
-            self.val_set = _BatchedTensors(self.generate(max(self.num_samples // 4, self.batch_size), generator))
+            self.val_set = _BatchedTensors(
+                self.generate(max(self.num_samples // 4, self.batch_size), generator)
+            )
 
     def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
         # Whole batches gathered by index tensors, in a seeded order that resumes mid-epoch.

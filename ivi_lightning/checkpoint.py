@@ -1,4 +1,5 @@
 """Checkpoint files that are never half-written, and clear errors for unreadable ones."""
+
 from __future__ import annotations
 
 import io
@@ -24,13 +25,17 @@ def _unreadable(path: Any, error: BaseException) -> BaseException:
         return error  # a readable file refused by weights_only=True: torch's own message says what to do
     reason = str(error).splitlines()[0].split(". ")[0] if str(error) else type(error).__name__
     return CheckpointError(
-        f"checkpoint {str(path)!r} is corrupted or truncated and cannot be read ({type(error).__name__}: {reason}); "
+        f"checkpoint {str(path)!r} is corrupted or truncated and cannot be read ({type(error).__name__}: "
+        f"{reason}); "
         "resume from an earlier checkpoint (ivi writes checkpoints atomically, so the previous one is intact)"
     )
 
 
 def read_checkpoint(
-    source: Union[PathLike, io.BytesIO], map_location: Any = "cpu", weights_only: Optional[bool] = False, name: Optional[PathLike] = None
+    source: Union[PathLike, io.BytesIO],
+    map_location: Any = "cpu",
+    weights_only: Optional[bool] = False,
+    name: Optional[PathLike] = None,
 ) -> Dict[str, Any]:
     """``torch.load`` of a checkpoint, with one clear error for a missing or unreadable file.
 
@@ -44,13 +49,26 @@ def read_checkpoint(
         CheckpointError: the file does not exist, or is not a complete checkpoint.
     """
     if not isinstance(source, io.BytesIO) and not os.path.exists(source):
-        raise CheckpointError(f"checkpoint {str(source)!r} does not exist: check the path (or pass ckpt_path='last')")
+        raise CheckpointError(
+            f"checkpoint {str(source)!r} does not exist: check the path (or pass ckpt_path='last')"
+        )
     try:
         checkpoint = torch.load(source, map_location=map_location, weights_only=weights_only)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, KeyError, OSError) as error:
+    except (
+        RuntimeError,
+        EOFError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        ValueError,
+        KeyError,
+        OSError,
+    ) as error:
         raise _unreadable(name or source, error) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{str(name or source)!r} is not a Lightning checkpoint (no 'state_dict'): pass a .ckpt written by Trainer")
+        raise CheckpointError(
+            f"{str(name or source)!r} is not a Lightning checkpoint (no 'state_dict'): pass a .ckpt written "
+            "by Trainer"
+        )
     return checkpoint
 
 
@@ -64,7 +82,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     the default ``TorchCheckpointIO``.
     """
 
-    def save_checkpoint(self, checkpoint: Dict[str, Any], path: PathLike, storage_options: Optional[Any] = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: Dict[str, Any], path: PathLike, storage_options: Optional[Any] = None
+    ) -> None:
         """Write ``checkpoint`` to ``path`` through a temporary file in the same folder.
 
         Args:
@@ -89,7 +109,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 tmp.unlink()
 
     def load_checkpoint(
-        self, path: PathLike, map_location: Optional[Callable] = lambda storage, loc: storage, weights_only: Optional[bool] = None
+        self,
+        path: PathLike,
+        map_location: Optional[Callable] = lambda storage, loc: storage,
+        weights_only: Optional[bool] = None,
     ) -> Dict[str, Any]:
         """Read a checkpoint; a missing or unreadable file raises :class:`CheckpointError`.
 
@@ -99,7 +122,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             weights_only: passed to ``torch.load``.
         """
         if get_filesystem(path).__class__.__name__ == "LocalFileSystem" and not os.path.exists(path):
-            raise CheckpointError(f"checkpoint {str(path)!r} does not exist: check ckpt_path (or pass ckpt_path='last')")
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} does not exist: check ckpt_path (or pass ckpt_path='last')"
+            )
         try:
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
         except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:

@@ -4,6 +4,7 @@
 ``ivi fit --config ... --print_config``. The data module's ``data_shape`` is linked into the
 model, so it is never typed twice.
 """
+
 from __future__ import annotations
 
 import pytorch_lightning as pl

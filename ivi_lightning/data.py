@@ -1,8 +1,9 @@
 """Batch order that is the same on every rank, split between ranks, and resumable mid-epoch."""
+
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple, cast
 
 import torch
 from torch import Tensor
@@ -20,6 +21,36 @@ class Simulations(NamedTuple):
     theta: Tensor
 
 
+def batch_tensor(batch: Any) -> Tensor:
+    """The data tensor of a batch: ``x``, the first of ``(x, label, ...)``, or a :class:`Simulations`' ``x``.
+
+    >>> batch_tensor((torch.zeros(2, 3), torch.ones(2))).shape
+    torch.Size([2, 3])
+    """
+    if isinstance(batch, Simulations):
+        return batch.x
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def check_split(batch_size: int, parts: int) -> None:
+    """Refuse a batch of ``batch_size`` examples that ``parts`` equal update batches cannot divide."""
+    if batch_size % parts:
+        raise ValueError(
+            f"a batch of {batch_size} examples cannot be split into updates_per_batch={parts} equal update "
+            "batches: "
+            f"set the data module's batch_size to a multiple of {parts} (updates_per_batch × the update "
+            "batch size)"
+        )
+
+
+def split_batch(x: Tensor, parts: int) -> Tuple[Tensor, ...]:
+    """``x`` as ``parts`` equal update batches along its first dimension (checked by :func:`check_split`)."""
+    if parts == 1:
+        return (x,)
+    check_split(x.shape[0], parts)
+    return x.chunk(parts)
+
+
 def _world() -> tuple:
     """``(world_size, rank)`` of the initialised process group, else ``(1, 0)``."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -28,7 +59,8 @@ def _world() -> tuple:
 
 
 class ResumableBatchSampler(DistributedSampler):
-    """Index blocks (``LongTensor``) of a permutation seeded by ``(seed, epoch)``, split between ranks, resumable.
+    """Index blocks (``LongTensor``) of a permutation seeded by ``(seed, epoch)``, split between ranks,
+    resumable.
 
     Every rank draws the same permutation (from its own generator, not the global RNG, so the
     ranks' different noise streams cannot desynchronise it); global batch ``k`` holds
@@ -82,7 +114,9 @@ class ResumableBatchSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[List[int]]:
         if self.shuffle:
-            order = torch.randperm(self.data_size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+            order = torch.randperm(
+                self.data_size, generator=torch.Generator().manual_seed(self.seed + self.epoch)
+            )
         else:
             order = torch.arange(self.data_size)
         span, batches = self.batch_size * self.num_replicas, len(self)
@@ -92,12 +126,15 @@ class ResumableBatchSampler(DistributedSampler):
         self._resume_epoch, self._resume_batches = -1, 0
         for k in range(start, batches):
             self._handed_out = k + 1
-            block = order[k * span + self.rank * self.batch_size : k * span + (self.rank + 1) * self.batch_size]
+            block = order[
+                k * span + self.rank * self.batch_size : k * span + (self.rank + 1) * self.batch_size
+            ]
             if len(block):
-                yield block  # a LongTensor: gathering with it is cheaper than with a Python list (benchmarks/data_path.py)
+                yield block  # type: ignore[misc]  # a LongTensor: gathering with it is cheaper than with a Python list (benchmarks/data_path.py)
 
     def state_dict(self) -> Dict[str, Any]:
-        """``{"seed", "epoch", "batches"}``: the permutations' seed, the epoch and how many of its batches were handed out."""
+        """``{"seed", "epoch", "batches"}``: the permutations' seed, the epoch and how many of its batches "
+        "were handed out."""
         return {"seed": self.seed, "epoch": self.epoch, "batches": self._handed_out}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -131,14 +168,16 @@ class ResumableLoader(DataLoader):
 
     def state_dict(self) -> Dict[str, Any]:
         """The sampler's position (see :meth:`ResumableBatchSampler.state_dict`)."""
-        return self.sampler.state_dict()
+        return cast(ResumableBatchSampler, self.sampler).state_dict()
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Resume the sampler at ``state``."""
-        self.sampler.load_state_dict(state)
+        cast(ResumableBatchSampler, self.sampler).load_state_dict(state)
 
 
-def resumable_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, **kwargs: Any) -> ResumableLoader:
+def resumable_loader(
+    dataset: Dataset, batch_size: int, shuffle: bool, seed: int, **kwargs: Any
+) -> ResumableLoader:
     """A :class:`ResumableLoader` over ``dataset`` whose batches are gathered whole by index tensors.
 
     The order is seeded by ``seed`` plus ``seed_everything``'s seed (as Lightning's own samplers),
@@ -152,5 +191,11 @@ def resumable_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int
         **kwargs: other ``DataLoader`` arguments (``num_workers``, ...).
     """
     seed = seed + int(os.environ.get("PL_GLOBAL_SEED", 0))
-    sampler = ResumableBatchSampler(len(dataset), batch_size, shuffle=shuffle, drop_last=shuffle, seed=seed)
+    sampler = ResumableBatchSampler(
+        len(dataset),  # type: ignore[arg-type]
+        batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle,
+        seed=seed,
+    )
     return ResumableLoader(dataset, sampler, **kwargs)

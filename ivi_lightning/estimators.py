@@ -1,13 +1,15 @@
 """The shared maths of implicit variational inference, as small pure functions.
 
 Every algorithm in :mod:`ivi_lightning.algorithms` calls these; none of them holds state.
-Notation follows the docs' Concepts page (``docs/concepts.md``): ``T`` is a discriminator logit estimating a log density
+Notation follows the docs' Concepts page (``docs/concepts.md``): ``T`` is a discriminator logit estimating a
+log density
 ratio, ``F`` a denoiser, ``σ`` its corruption level.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Mapping, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +76,7 @@ def forward_kl_encoder_loss(logit: Tensor, max_weight: float = 10.0) -> Tensor:
     return (weight * logit).mean()
 
 
-def denoiser_score(denoised: Tensor, noisy: Tensor, noise_std: float) -> Tensor:
+def denoiser_score(denoised: Tensor, noisy: Tensor, noise_std: Union[float, Tensor]) -> Tensor:
     """Score estimate ``∇ log q_σ`` from a denoiser (Tweedie / Alain & Bengio): ``(F(z̃) − z̃) / σ²``.
 
     Args:
@@ -123,7 +125,8 @@ def gaussian_moments(z: Tensor, min_std: float = 1e-4) -> Tuple[Tensor, Tensor]:
     """
     if z.dim() != 3 or z.shape[0] < 2:
         raise ValueError(
-            f"gaussian_moments needs samples shaped [num_samples >= 2, batch, latent_dim], got {tuple(z.shape)}"
+            "gaussian_moments needs samples shaped [num_samples >= 2, batch, latent_dim], got "
+            f"{tuple(z.shape)}"
         )
     z = z.detach()
     return z.mean(0), z.std(0).clamp_min(min_std)
@@ -143,7 +146,9 @@ def diagonal_normal_log_prob(z: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return standard_normal_log_prob((z - mean) / std) - std.log().sum(-1)
 
 
-def unrolled_sgd_steps(loss_fn: Callable[[Dict[str, Tensor]], Tensor], params: Dict[str, Tensor], steps: int, lr: float) -> Dict[str, Tensor]:
+def unrolled_sgd_steps(
+    loss_fn: Callable[[Dict[str, Tensor]], Tensor], params: Mapping[str, Tensor], steps: int, lr: float
+) -> Dict[str, Tensor]:
     """``steps`` plain gradient steps on ``loss_fn`` that keep the graph (``create_graph=True``).
 
     The returned parameters are differentiable functions of whatever ``loss_fn`` depends on
@@ -197,7 +202,7 @@ def input_gradient(fn: Callable[[Tensor], Tensor], z: Tensor, create_graph: bool
     return grad
 
 
-def scaled_denoising_loss(denoised: Tensor, clean: Tensor, noise_std: float) -> Tensor:
+def scaled_denoising_loss(denoised: Tensor, clean: Tensor, noise_std: Union[float, Tensor]) -> Tensor:
     """:func:`denoising_loss` in units of the corruption level: ``E ‖(F(ũ) − u)/σ‖²``.
 
     A joint denoiser corrupts its blocks at different levels; measuring each block's error in

@@ -1,12 +1,14 @@
 """Evaluate a trained checkpoint: AIS log-likelihood (and the IWAE bound for a VAE).
 
-``python -m ivi_lightning.evaluate --config configs/vae/mnist.yaml --ckpt_path <ckpt> [--num_temperatures 1000]``
+``python -m ivi_lightning.evaluate --config configs/vae/mnist.yaml --ckpt_path <ckpt> [--num_temperatures
+1000]``
 
 The model and data module are built from the training config (as ``ivi fit`` built them), the
 checkpoint's weights are loaded, and one markdown table row per run is printed: mean AIS
 ``log p(x)`` ± its std over examples (and the standard error of the mean), the IWAE bound
 where the encoder is an explicit Gaussian, and the settings used.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +19,12 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ivi_lightning.distributions import has_log_prob
+from ivi_lightning.algorithms.known_model import adopt_known_model
+from ivi_lightning.checkpoint import read_checkpoint
+from ivi_lightning.data import batch_tensor
+from ivi_lightning.distributions import require_log_prob
 from ivi_lightning.evaluation.ais import annealed_importance_sampling, iwae_bound
-
+from ivi_lightning.training.checkpoints import check_algorithm
 
 FIT_ONLY_KEYS = ("ckpt_path", "weights_only")
 
@@ -37,7 +42,9 @@ def _without_fit_keys(config: str) -> str:
         content = yaml.safe_load(f)
     if not isinstance(content, dict) or not any(key in content for key in FIT_ONLY_KEYS):
         return config
-    return yaml.safe_dump({key: value for key, value in content.items() if key not in FIT_ONLY_KEYS}, sort_keys=False)
+    return yaml.safe_dump(
+        {key: value for key, value in content.items() if key not in FIT_ONLY_KEYS}, sort_keys=False
+    )
 
 
 def load_model_and_data(config: str, ckpt_path: str, overrides: Sequence[str] = ()):
@@ -73,13 +80,11 @@ def load_model_and_data(config: str, ckpt_path: str, overrides: Sequence[str] = 
         run=False,
     )
     model, datamodule = cli.model, cli.datamodule
-    # A learn_model=False algorithm adopts its data module's known model at setup; do it here too.
-    for part in ("prior", "likelihood"):
-        if getattr(model, part, None) is None:
-            setattr(model, part, getattr(datamodule, part, None))
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    if "state_dict" not in checkpoint:
-        raise ValueError(f"{ckpt_path!r} holds no 'state_dict': pass a Lightning checkpoint (trainer.save_checkpoint)")
+    # A learn_model=False algorithm adopts its data module's known model at setup: the same here.
+    if model.prior is None or model.likelihood is None:
+        adopt_known_model(model, datamodule)
+    checkpoint = read_checkpoint(ckpt_path)
+    check_algorithm(checkpoint, type(model).__name__)
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), datamodule
 
@@ -127,29 +132,35 @@ def evaluate(
         between models; compare two models by their per-example differences on the same examples.
     """
     for part in ("prior", "likelihood"):
-        value = getattr(model, part, None)
-        if value is None or not has_log_prob(value):
-            raise ValueError(
-                f"{type(model).__name__}'s {part} ({type(value).__name__}) has no log_prob, so AIS cannot score data under "
-                "this model; compare samples instead (ivi_lightning.evaluation.fid)"
-            )
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = model.to(device).eval()
+        require_log_prob(
+            getattr(model, part, None),
+            part,
+            f"AIS (on {type(model).__name__})",
+            "AIS cannot score data under this model; compare samples instead (ivi_lightning.evaluation.fid)",
+        )
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = model.to(target).eval()
     with_iwae = iwae_samples > 0 and hasattr(getattr(model, "encoder", None), "moments")
     ais: List[Tensor] = []
     acceptance: List[Tensor] = []
     iwae: List[Tensor] = []
     seen, start = 0, time.perf_counter()
     for batch in dataloader:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = batch_tensor(batch)
         if max_examples is not None:
             x = x[: max_examples - seen]
         if x.shape[0] == 0:
             break
-        x = model.batch_data(x.to(device)) if hasattr(model, "batch_data") else x.to(device)
+        x = model.batch_data(x.to(target)) if hasattr(model, "batch_data") else x.to(target)
         result = annealed_importance_sampling(
-            model.prior, model.likelihood, x, num_temperatures=num_temperatures, num_chains=num_chains,
-            leapfrog_steps=leapfrog_steps, schedule=schedule, progress=progress,
+            model.prior,
+            model.likelihood,
+            x,
+            num_temperatures=num_temperatures,
+            num_chains=num_chains,
+            leapfrog_steps=leapfrog_steps,
+            schedule=schedule,
+            progress=progress,
         )
         ais.append(result.log_marginal.cpu())
         acceptance.append(result.acceptance.cpu())
@@ -176,24 +187,37 @@ def evaluate(
     return out
 
 
-HEADER = "| model | data | split | AIS log p(x) ± std (± s.e.) | IWAE bound (K) | examples | temperatures × chains × leapfrog | acceptance | time |"
+HEADER = (
+    "| model | data | split | AIS log p(x) ± std (± s.e.) | IWAE bound (K) | examples "
+    "| temperatures × chains × leapfrog | acceptance | time |"
+)
 RULE = "|---|---|---|---|---|---|---|---|---|"
 
 
-def markdown_row(model_name: str, data_name: str, split: str, results: Dict[str, float], settings: Dict[str, int]) -> str:
+def markdown_row(
+    model_name: str, data_name: str, split: str, results: Dict[str, float], settings: Dict[str, int]
+) -> str:
     """One markdown table row of :func:`evaluate`'s results."""
     iwae = f"{results['iwae']:.3f} (K={settings['iwae_samples']})" if "iwae" in results else "—"
     return (
-        f"| {model_name} | {data_name} | {split} | {results['ais']:.3f} ± {results['ais_std']:.3f} (± {results['ais_sem']:.3f}) | {iwae} "
-        f"| {results['examples']} | {settings['num_temperatures']} × {settings['num_chains']} × {settings['leapfrog_steps']} "
+        f"| {model_name} | {data_name} | {split} | {results['ais']:.3f} ± {results['ais_std']:.3f} (± "
+        f"{results['ais_sem']:.3f}) | {iwae} "
+        f"| {results['examples']} | {settings['num_temperatures']} × {settings['num_chains']} × "
+        f"{settings['leapfrog_steps']} "
         f"| {results['acceptance']:.2f} | {results['seconds']:.1f} s |"
     )
 
 
 def main(args: Optional[Sequence[str]] = None) -> Dict[str, float]:
     """Command-line entry point (``args`` for calling it from Python); prints a markdown table."""
-    parser = argparse.ArgumentParser(prog="python -m ivi_lightning.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="the YAML config the model was trained with, or the config.yaml its run saved")
+    parser = argparse.ArgumentParser(
+        prog="python -m ivi_lightning.evaluate", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--config",
+        required=True,
+        help="the YAML config the model was trained with, or the config.yaml its run saved",
+    )
     parser.add_argument("--ckpt_path", required=True, help="Lightning checkpoint to evaluate")
     parser.add_argument("--num_temperatures", type=int, default=1000)
     parser.add_argument("--num_chains", type=int, default=16)
@@ -201,11 +225,15 @@ def main(args: Optional[Sequence[str]] = None) -> Dict[str, float]:
     parser.add_argument("--max_examples", type=int, default=1000, help="examples to score (<= 0: all)")
     parser.add_argument("--iwae_samples", type=int, default=1000, help="IWAE samples for a VAE (0: skip)")
     parser.add_argument("--schedule", choices=("sigmoid", "linear"), default="sigmoid")
-    parser.add_argument("--split", choices=("test", "val"), default="test", help="falls back to val without a test split")
+    parser.add_argument(
+        "--split", choices=("test", "val"), default="test", help="falls back to val without a test split"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true", help="show AIS progress bars")
-    parser.add_argument("overrides", nargs="*", help="extra config arguments, e.g. --data.init_args.data_dir=data (after --)")
+    parser.add_argument(
+        "overrides", nargs="*", help="extra config arguments, e.g. --data.init_args.data_dir=data (after --)"
+    )
     opts = parser.parse_args(args)
     for name in ("num_temperatures", "num_chains", "leapfrog_steps"):
         if getattr(opts, name) <= 0:
@@ -216,10 +244,20 @@ def main(args: Optional[Sequence[str]] = None) -> Dict[str, float]:
     model, datamodule = load_model_and_data(opts.config, opts.ckpt_path, opts.overrides)
     loader, split = _loader(datamodule, opts.split)
     torch.manual_seed(opts.seed)
-    settings = dict(num_temperatures=opts.num_temperatures, num_chains=opts.num_chains, leapfrog_steps=opts.leapfrog_steps, iwae_samples=opts.iwae_samples)
+    settings = dict(
+        num_temperatures=opts.num_temperatures,
+        num_chains=opts.num_chains,
+        leapfrog_steps=opts.leapfrog_steps,
+        iwae_samples=opts.iwae_samples,
+    )
     results = evaluate(
-        model, loader, max_examples=opts.max_examples if opts.max_examples > 0 else None, schedule=opts.schedule,
-        device=opts.device, progress=opts.progress, **settings,
+        model,
+        loader,
+        max_examples=opts.max_examples if opts.max_examples > 0 else None,
+        schedule=opts.schedule,
+        device=opts.device,
+        progress=opts.progress,
+        **settings,
     )
     data_name = getattr(datamodule, "dataset", None) or type(datamodule).__name__
     print(HEADER)

@@ -73,7 +73,7 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
 
 from ivi_lightning import JCAdv, JCAdvRMD, JCDen, JCHybrid, PCDen, VAE
-from ivi_lightning.algorithms.base import RANK_SEED_STRIDE
+from ivi_lightning.training import RANK_SEED_STRIDE
 
 SEED, STEPS, HALF = 7, 2, 8
 PARITY = {
@@ -235,20 +235,37 @@ def test_presets_compose_with_an_algorithm_config(preset, expected, monkeypatch,
     assert config["model"]["class_path"].endswith("PCAdv")  # the algorithm config is kept
 
 
-def test_a_process_exits_with_its_gloo_group_destroyed(tmp_path):
-    """A fit under DDP registers an exit hook that destroys the gloo group before interpreter
-    finalization (a live group can abort the exiting process: SIGABRT from gloo's threads)."""
+def test_a_spawned_worker_ends_with_its_gloo_group_destroyed(tmp_path):
+    """GlooWorkerTeardown destroys the gloo group when a spawned worker's run tears down (a live
+    group can abort the exiting process: SIGABRT from gloo's threads); the main process keeps its group."""
     import subprocess
     import sys
 
     script = f"""
-import atexit, torch.distributed as dist
-from ivi_lightning.algorithms import base
-atexit.register(lambda: print("initialized at exit:", dist.is_initialized()))  # runs after the hook (atexit is LIFO)
-dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
-base._destroy_gloo_group_at_exit()
-print("initialized:", dist.is_initialized())
+import multiprocessing as mp
+import torch.distributed as dist
+from ivi_lightning.training import GlooWorkerTeardown
+
+def worker(queue):
+    dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
+    GlooWorkerTeardown().teardown(None, None, "fit")
+    queue.put(dist.is_initialized())
+
+if __name__ == "__main__":
+    dist.init_process_group("gloo", init_method="file://{tmp_path / 'main_store'}", rank=0, world_size=1)
+    GlooWorkerTeardown().teardown(None, None, "fit")
+    print("main initialized:", dist.is_initialized())
+    dist.destroy_process_group()
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=worker, args=(queue,))
+    process.start()
+    print("worker initialized:", queue.get())
+    process.join()
+    print("worker exit code:", process.exitcode)
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    path = tmp_path / "script.py"
+    path.write_text(script)
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["initialized:", "True", "initialized", "at", "exit:", "False"], out.stdout
+    assert out.stdout.split() == ["main", "initialized:", "True", "worker", "initialized:", "False", "worker", "exit", "code:", "0"], out.stdout

@@ -201,14 +201,16 @@ def test_celeba_missing_files_raise_clear_errors(tmp_path):
 def test_conv_networks_every_kind(shape, architecture):
     x, z = torch.rand(2, *shape), torch.randn(2, 3)
     opts = dict(data_shape=shape, latent_dim=3, hidden=(8,), noise_dim=2, noise_injection="both", noise_std=0.1)
-    assert build_network("implicit_encoder", architecture, **opts)(x).shape == (2, 3)
-    mean, std = build_network("gaussian_encoder", architecture, **opts).moments(x)
+    assert build_network("implicit_encoder", architecture, shared=opts)(x).shape == (2, 3)
+    mean, std = build_network("gaussian_encoder", architecture, shared=opts).moments(x)
     assert mean.shape == std.shape == (2, 3) and bool((std > 0).all())
-    assert build_network("decoder", architecture, **opts)(z).shape == (2, *shape)
-    assert build_network("discriminator", architecture, **opts)(x, z).shape == (2,)
-    assert build_network("denoiser", architecture, **opts)(z, x).shape == (2, 3)
-    assert [t.shape for t in build_network("joint_denoiser", architecture, **opts)(x, z)] == [x.shape, z.shape]
-    assert build_network("deterministic_encoder", architecture, **opts)(x).shape == (2, 3)
+    assert build_network("decoder", architecture, shared=opts)(z).shape == (2, *shape)
+    assert build_network("discriminator", architecture, shared=opts)(x, z).shape == (2,)
+    assert build_network("denoiser", architecture, shared=opts)(z, x).shape == (2, 3)
+    assert [t.shape for t in build_network("joint_denoiser", architecture, shared=opts)(x, z)] == [x.shape, z.shape]
+    assert build_network("deterministic_encoder", architecture, shared=opts)(x).shape == (2, 3)
+    with pytest.raises(TypeError, match=r"'discriminator' network of architecture '\w+' takes no option 'hiden'"):
+        build_network("discriminator", architecture, shared=opts, hiden=(8,))  # a misspelt option names itself
 
 
 @pytest.mark.parametrize("injection", ["input", "hidden", "both"])

@@ -259,7 +259,7 @@ def test_gradient_clipping_applies_to_every_optimizer(tmp_path):
 
 
 def test_finite_check_covers_dense_sparse_and_mixed_dtypes():
-    from ivi_lightning.algorithms.base import _all_finite
+    from ivi_lightning.training.nonfinite import all_finite as _all_finite
 
     finite = [torch.ones(3), torch.ones(2, dtype=torch.float64), torch.ones(2, dtype=torch.bfloat16)]
     assert _all_finite(finite)

@@ -1,5 +1,6 @@
 """JC-Adv-RMD: learning a fully implicit model by reverse-mode differentiation through the
 discriminator's training. See the docs' Concepts page (``docs/concepts.md``), "JCAdvRMD"."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,7 +10,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from ivi_lightning.algorithms.jc_adv import JCAdv
-from ivi_lightning.distributions import ImplicitLikelihood, ImplicitPrior
+from ivi_lightning.distributions import ImplicitLikelihood, ImplicitPrior, Likelihood, Prior
 from ivi_lightning.estimators import gan_generator_loss, ratio_loss, unrolled_sgd_steps
 
 
@@ -62,22 +63,30 @@ class JCAdvRMD(JCAdv):
         model_gan_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
-        if "loss" in kwargs:
-            raise ValueError("JCAdvRMD trains on the KL form only; for ALI/BiGAN use JCAdv(loss='ali' or 'bigan')")
+        if kwargs.pop("loss", "kl") != "kl":
+            raise ValueError(
+                "JCAdvRMD trains on the KL form only; for ALI/BiGAN use JCAdv(loss='ali' or 'bigan')"
+            )
         if int(unroll_steps) < 0:
-            raise ValueError(f"unroll_steps must be a non-negative number of discriminator steps, got {unroll_steps}")
+            raise ValueError(
+                f"unroll_steps must be a non-negative number of discriminator steps, got {unroll_steps}"
+            )
         if model_gan_weight < 0:
             raise ValueError(f"model_gan_weight must be non-negative, got {model_gan_weight}")
         if unroll_lr <= 0:
             raise ValueError(f"unroll_lr must be positive, got {unroll_lr}")
-        if kwargs.get("learn_model", True):
-            # Defaults are implicit generators: the point of RMD is a model with no density.
-            latent_dim, data_shape = kwargs.get("latent_dim"), kwargs.get("data_shape")
-            if kwargs.get("prior") is None and latent_dim is not None and learn_prior:
-                kwargs["prior"] = ImplicitPrior(latent_dim, model_noise_dim, model_hidden)
-            if kwargs.get("likelihood") is None and latent_dim is not None and data_shape is not None:
-                kwargs["likelihood"] = ImplicitLikelihood(latent_dim, data_shape, model_noise_dim, model_hidden)
         super().__init__(loss="kl", **kwargs)
+
+    def default_prior(self) -> Prior:
+        """An :class:`ImplicitPrior` with ``learn_prior``, else ALI's fixed ``N(0, I)``."""
+        if not self.hparams.learn_prior:
+            return super().default_prior()
+        return ImplicitPrior(self.latent_dim, self.hparams.model_noise_dim, self.hparams.model_hidden)
+
+    def default_likelihood(self) -> Likelihood:
+        """An :class:`ImplicitLikelihood`: the point of RMD is a model with no density."""
+        h = self.hparams
+        return ImplicitLikelihood(self.latent_dim, self.data_shape, h.model_noise_dim, h.model_hidden)
 
     def _check_learnable(self) -> None:
         """Any model is learnable here: its gradient comes through the unrolled discriminator."""
@@ -117,4 +126,8 @@ class JCAdvRMD(JCAdv):
                 loss_model = loss_model + self.hparams.model_gan_weight * loss_gan
             loss_encoder = self.discriminator(x, self.encoder(x)).mean()  # E_q[T] ≈ KL[q ‖ p], as in JC-Adv
             self.optimize(opt_vi, loss_encoder + loss_model)
-        self.log_metrics("train", {**metrics, "loss_encoder": loss_encoder, "kl_estimate": loss_encoder, "loss_model": loss_model}, prog_bar=True)
+        self.log_metrics(
+            "train",
+            {**metrics, "loss_encoder": loss_encoder, "kl_estimate": loss_encoder, "loss_model": loss_model},
+            prog_bar=True,
+        )

@@ -1,4 +1,6 @@
-"""PC-Adv (= AVB): prior-contrastive, adversarial. See the docs' Concepts page (``docs/concepts.md``), "PCAdv"."""
+"""PC-Adv (= AVB): prior-contrastive, adversarial. See the docs' Concepts page (``docs/concepts.md``), "
+""PCAdv"."""
+
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
@@ -51,15 +53,22 @@ class PCAdv(ImplicitVI):
         aux_steps: int = 3,
         **kwargs: Any,
     ) -> None:
-        self.needs_prior_density = prior_aware or adaptive_contrast
         super().__init__(aux_steps=aux_steps, **kwargs)
         if adaptive_contrast and contrast_samples < 2:
-            raise ValueError(f"adaptive_contrast needs contrast_samples >= 2 to estimate moments, got {contrast_samples}")
+            raise ValueError(
+                f"adaptive_contrast needs contrast_samples >= 2 to estimate moments, got {contrast_samples}"
+            )
         self.discriminator = discriminator if discriminator is not None else self.default_discriminator()
 
     @property
+    def needs_prior_density(self) -> bool:  # type: ignore[override]
+        """The prior's density enters the prior-aware logit and the adaptive contrast's correction."""
+        return bool(self.hparams.prior_aware or self.hparams.adaptive_contrast)
+
+    @property
     def uses_location_scale(self) -> bool:
-        """Adaptive contrast through a location–scale encoder's ``(μ, σ)`` and cheap draws of ``u`` (see ``contrast``)."""
+        """Adaptive contrast through a location–scale encoder's ``(μ, σ)`` and cheap draws of ``u`` (see "
+        "``contrast``)."""
         return self.hparams.adaptive_contrast and hasattr(self.encoder, "warped_noise")
 
     def default_discriminator(self) -> nn.Module:
@@ -69,7 +78,9 @@ class PCAdv(ImplicitVI):
 
     def default_encoder(self) -> nn.Module:
         # Adaptive contrast is cheap with an encoder whose extra draws per x cost only a small network.
-        return self.build_network("location_scale_encoder" if self.hparams.adaptive_contrast else "implicit_encoder")
+        return self.build_network(
+            "location_scale_encoder" if self.hparams.adaptive_contrast else "implicit_encoder"
+        )
 
     def auxiliary_networks(self) -> list:
         return [self.discriminator]
@@ -78,10 +89,14 @@ class PCAdv(ImplicitVI):
         """``T(x, z)``, with the reference's log density subtracted analytically when prior-aware."""
         t = self.discriminator(x, z)
         if self.hparams.prior_aware:
-            t = t - (standard_normal_log_prob(z) if self.hparams.adaptive_contrast else self.prior.log_prob(z))
+            t = t - (
+                standard_normal_log_prob(z) if self.hparams.adaptive_contrast else self.prior.log_prob(z)
+            )
         return t
 
-    def contrast(self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def contrast(
+        self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """``(x, condition, z, z_contrast, correction)``: ``q``'s samples and what the discriminator sees.
 
         The discriminator gets ``(condition, z_contrast)``; ``x`` (repeated to one row per
@@ -137,7 +152,10 @@ class PCAdv(ImplicitVI):
             for _ in range(self.hparams.aux_steps):
                 with torch.no_grad():
                     _, condition, _, z_q, _ = self.contrast(x, frozen)
-                t_q, t_p = self.logit(condition, z_q), self.logit(condition, self.reference_sample(z_q.shape[0]))
+                t_q, t_p = (
+                    self.logit(condition, z_q),
+                    self.logit(condition, self.reference_sample(z_q.shape[0])),
+                )
                 loss_disc = ratio_loss(t_q, t_p)
                 self.optimize(opt_disc, loss_disc)
 
@@ -145,7 +163,12 @@ class PCAdv(ImplicitVI):
             self.optimize(opt_vi, -elbo)
         self.log_metrics(
             "train",
-            {"loss_discriminator": loss_disc, "discriminator_accuracy": ratio_accuracy(t_q, t_p), "elbo": elbo, "loss_encoder": -elbo},
+            {
+                "loss_discriminator": loss_disc,
+                "discriminator_accuracy": ratio_accuracy(t_q, t_p),
+                "elbo": elbo,
+                "loss_encoder": -elbo,
+            },
             prog_bar=True,
         )
 

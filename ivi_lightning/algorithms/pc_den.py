@@ -1,4 +1,5 @@
 """PC-Den: prior-contrastive, denoiser. See the docs' Concepts page (``docs/concepts.md``), "PCDen"."""
+
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
@@ -61,17 +62,23 @@ class PCDen(ImplicitVI):
         super().__init__(aux_steps=aux_steps, **kwargs)
         if location_scale and not hasattr(self.encoder, "warped_noise"):
             raise ValueError(
-                f"location_scale=True needs a location-scale encoder (location_scale(x), warped_noise(mean, std, n), "
-                f"context(mean, std)), e.g. LocationScaleEncoder, but got {type(self.encoder).__name__}: leave encoder unset or pass one"
+                "location_scale=True needs a location-scale encoder (location_scale(x), warped_noise(mean, "
+                "std, n), "
+                f"context(mean, std)), e.g. LocationScaleEncoder, but got {type(self.encoder).__name__}: "
+                "leave encoder unset or pass one"
             )
         self.denoiser = denoiser if denoiser is not None else self.default_denoiser()
 
     def default_encoder(self) -> nn.Module:
-        return self.build_network("location_scale_encoder" if self.hparams.location_scale else "implicit_encoder")
+        return self.build_network(
+            "location_scale_encoder" if self.hparams.location_scale else "implicit_encoder"
+        )
 
     def default_denoiser(self) -> nn.Module:
         if self.hparams.location_scale:
-            return self.build_context_network("denoiser", noise_std=self.hparams.noise_std)  # it sees (u, (μ, log σ))
+            return self.build_context_network(
+                "denoiser", noise_std=self.hparams.noise_std
+            )  # it sees (u, (μ, log σ))
         return self.build_network("denoiser", noise_std=self.hparams.noise_std)
 
     def auxiliary_networks(self) -> list:
@@ -95,7 +102,7 @@ class PCDen(ImplicitVI):
     def denoiser_sample(
         self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None, num_samples: int = 1
     ) -> Tuple[Tensor, Tensor]:
-        """``(clean, condition)``: posterior samples the denoiser learns to recover, and what they are conditioned on.
+        """``(clean, condition)``: posterior samples the denoiser learns to recover, and their condition.
 
         ``(z, x)``, or with ``location_scale`` the standardised ``(u, cat(μ, log σ))`` (``(μ, σ)``
         may be passed in, computed once for all denoiser steps); ``num_samples`` draws per example,
@@ -108,15 +115,20 @@ class PCDen(ImplicitVI):
         u = self.encoder.warped_noise(mean, std, num_samples).flatten(0, 1)
         return u, tile_examples(self.encoder.context(mean, std), num_samples)
 
-    def location_scale_sample(self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(z, u, μ, σ)``: ``z = μ + σ ⊙ u`` from the location–scale encoder, ``u`` smoothed if ``smooth_posterior``
+    def location_scale_sample(
+        self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(z, u, μ, σ)``: ``z = μ + σ ⊙ u`` from the location–scale encoder, ``u`` smoothed if
+        ``smooth_posterior``
         (``(μ, σ)`` may be passed in, already computed for ``x``)."""
         mean, std = location_scale if location_scale is not None else self.encoder.location_scale(x)
         u = self.encoder.warped_noise(mean, std)[0]
         u = u + self.hparams.noise_std * torch.randn_like(u) if self.hparams.smooth_posterior else u
         return mean + std * u, u, mean, std
 
-    def posterior_sample(self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
+    def posterior_sample(
+        self, x: Tensor, location_scale: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> Tuple[Tensor, Tensor]:
         """``(z, log_q_surrogate)``: a reparameterised ``z ~ q(z|x)`` (smoothed if ``smooth_posterior``)
         and a per-example term whose gradient is that of ``log q(z|x)`` (estimated by the denoiser).
         A location–scale encoder's ``(μ, σ)`` for ``x`` may be passed in (with their graph).
@@ -141,7 +153,9 @@ class PCDen(ImplicitVI):
             for _ in range(self.hparams.aux_steps):
                 with torch.no_grad():
                     clean, condition = self.denoiser_sample(x, frozen, self.hparams.denoiser_samples)
-                loss_den = denoising_loss(self.denoiser(clean + sigma * torch.randn_like(clean), condition), clean)
+                loss_den = denoising_loss(
+                    self.denoiser(clean + sigma * torch.randn_like(clean), condition), clean
+                )
                 self.optimize(opt_den, loss_den)
 
             z, log_q = self.posterior_sample(x, location_scale)
@@ -150,6 +164,11 @@ class PCDen(ImplicitVI):
             self.optimize(opt_vi, loss)
         self.log_metrics(
             "train",
-            {"loss_denoiser": loss_den, "denoiser_error": loss_den / (sigma**2 * self.latent_dim), "log_joint": log_joint.mean(), "loss_encoder": loss},
+            {
+                "loss_denoiser": loss_den,
+                "denoiser_error": loss_den / (sigma**2 * self.latent_dim),
+                "log_joint": log_joint.mean(),
+                "loss_encoder": loss,
+            },
             prog_bar=True,
         )

@@ -1,4 +1,5 @@
 """Gaussian VAE: the explicit-posterior baseline every table compares against."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,7 +28,9 @@ class VAE(ImplicitVI):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not hasattr(self.encoder, "moments"):
-            raise ValueError("VAE needs an explicit Gaussian encoder with moments(x) -> (mean, std), e.g. GaussianEncoder")
+            raise ValueError(
+                "VAE needs an explicit Gaussian encoder with moments(x) -> (mean, std), e.g. GaussianEncoder"
+            )
 
     def default_encoder(self) -> nn.Module:
         return self.build_network("gaussian_encoder")
@@ -35,7 +38,9 @@ class VAE(ImplicitVI):
     def elbo_estimate(self, x: Tensor) -> Tensor:
         mean, std = self.encoder.moments(x)
         z = mean + std * torch.randn_like(std)
-        return self.likelihood.log_prob(x, z) + self.prior.log_prob(z) - diagonal_normal_log_prob(z, mean, std)
+        return (
+            self.likelihood.log_prob(x, z) + self.prior.log_prob(z) - diagonal_normal_log_prob(z, mean, std)
+        )
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         optimizer = self.optimizers()

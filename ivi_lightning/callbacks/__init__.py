@@ -1,8 +1,15 @@
 """Callbacks: exact-posterior scoring and plots for the toys; image grids for MNIST and CelebA;
 AIS log-likelihood; compiling the networks."""
+
 from ivi_lightning.callbacks.ais import AISCallback
 from ivi_lightning.callbacks.compile import CompileNetworks
-from ivi_lightning.callbacks.images import ImageCallback, LatentInterpolation, LatentScatter, ReconstructionGrid, SampleGrid
+from ivi_lightning.callbacks.images import (
+    ImageCallback,
+    LatentInterpolation,
+    LatentScatter,
+    ReconstructionGrid,
+    SampleGrid,
+)
 from ivi_lightning.callbacks.toy import ExactPosteriorCallback
 
 __all__ = [

@@ -1,14 +1,16 @@
 """AIS test log-likelihood of a model with explicit prior and likelihood, as a Lightning callback."""
+
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from ivi_lightning.distributions import has_log_prob
+from ivi_lightning.data import batch_tensor
+from ivi_lightning.distributions import require_log_prob
 from ivi_lightning.evaluation.ais import annealed_importance_sampling, iwae_bound
 
 STAGES = ("test", "validation")
@@ -18,7 +20,8 @@ class AISCallback(pl.Callback):
     """Logs ``{stage}/ais_loglik`` (mean AIS ``log p(x)``), ``{stage}/ais_loglik_std`` (std over
     examples) and ``{stage}/ais_acceptance`` at the end of each test (or validation) epoch.
 
-    Every batch is annealed in one go (see :func:`~ivi_lightning.evaluation.ais.annealed_importance_sampling`);
+    Every batch is annealed in one go (see
+    :func:`~ivi_lightning.evaluation.ais.annealed_importance_sampling`);
     the statistics are reduced over all processes. Optionally also logs the IWAE bound
     ``{stage}/iwae`` for models with an explicit Gaussian encoder (the VAE).
 
@@ -48,17 +51,32 @@ class AISCallback(pl.Callback):
         progress: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("num_temperatures", num_temperatures), ("num_chains", num_chains), ("leapfrog_steps", leapfrog_steps)):
+        for name, value in (
+            ("num_temperatures", num_temperatures),
+            ("num_chains", num_chains),
+            ("leapfrog_steps", leapfrog_steps),
+        ):
             if int(value) <= 0:
                 raise ValueError(f"AISCallback: {name} must be a positive integer, got {value}")
         if max_examples is not None and int(max_examples) <= 0:
-            raise ValueError(f"AISCallback: max_examples must be positive or None (all examples), got {max_examples}")
+            raise ValueError(
+                f"AISCallback: max_examples must be positive or None (all examples), got {max_examples}"
+            )
         if int(iwae_samples) < 0:
-            raise ValueError(f"AISCallback: iwae_samples must be >= 0 (0 turns the IWAE bound off), got {iwae_samples}")
+            raise ValueError(
+                f"AISCallback: iwae_samples must be >= 0 (0 turns the IWAE bound off), got {iwae_samples}"
+            )
         unknown = [s for s in stages if s not in STAGES]
         if unknown or not stages:
-            raise ValueError(f"AISCallback: stages must be a non-empty subset of {STAGES}, got {list(stages)}")
-        self.options = dict(num_temperatures=int(num_temperatures), num_chains=int(num_chains), leapfrog_steps=int(leapfrog_steps), schedule=schedule)
+            raise ValueError(
+                f"AISCallback: stages must be a non-empty subset of {STAGES}, got {list(stages)}"
+            )
+        self.options: Dict[str, Any] = dict(
+            num_temperatures=int(num_temperatures),
+            num_chains=int(num_chains),
+            leapfrog_steps=int(leapfrog_steps),
+            schedule=schedule,
+        )
         self.max_examples = None if max_examples is None else int(max_examples)
         self.iwae_samples, self.stages, self.progress = int(iwae_samples), tuple(stages), progress
         self._reset()
@@ -68,36 +86,38 @@ class AISCallback(pl.Callback):
         self._acceptance: List[Tensor] = []
         self._iwae: List[Tensor] = []
 
-    def _check(self, pl_module: pl.LightningModule) -> None:
+    def _check(self, pl_module: Any) -> None:
         for part in ("prior", "likelihood"):
-            value = getattr(pl_module, part, None)
-            if value is None or not has_log_prob(value):
-                raise ValueError(
-                    f"AISCallback needs log_prob of the model's {part}, but {type(pl_module).__name__}'s {part} is "
-                    f"{type(value).__name__} (implicit or missing): no likelihood can be computed. Drop the callback, and "
-                    "compare samples instead (ivi_lightning.evaluation.fid) or log the algorithm's plug-in ELBO estimate"
-                )
+            require_log_prob(
+                getattr(pl_module, part, None),
+                part,
+                f"AISCallback (on {type(pl_module).__name__})",
+                "No likelihood can be computed. Drop the callback, and compare samples instead "
+                "(ivi_lightning.evaluation.fid) or log the algorithm's plug-in ELBO estimate",
+            )
 
-    def _start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self._check(pl_module)
         self._reset()
 
-    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if "test" in self.stages:
             self._start(trainer, pl_module)
 
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if "validation" in self.stages and not trainer.sanity_checking:
             self._start(trainer, pl_module)
 
-    def _batch(self, pl_module: pl.LightningModule, batch: Any) -> None:
+    def _batch(self, pl_module: Any, batch: Any) -> None:
         seen = sum(v.numel() for v in self._loglik)
         remaining = None if self.max_examples is None else self.max_examples - seen
         if remaining is not None and remaining <= 0:
             return
-        x = pl_module.batch_data(batch) if hasattr(pl_module, "batch_data") else (batch[0] if isinstance(batch, (tuple, list)) else batch)
+        x = pl_module.batch_data(batch) if hasattr(pl_module, "batch_data") else batch_tensor(batch)
         x = x[:remaining] if remaining is not None else x
-        result = annealed_importance_sampling(pl_module.prior, pl_module.likelihood, x, progress=self.progress, **self.options)
+        result = annealed_importance_sampling(
+            pl_module.prior, pl_module.likelihood, x, progress=self.progress, **self.options
+        )
         self._loglik.append(result.log_marginal.detach())
         self._acceptance.append(result.acceptance.detach())
         if self.iwae_samples and hasattr(getattr(pl_module, "encoder", None), "moments"):
@@ -107,21 +127,33 @@ class AISCallback(pl.Callback):
         if "test" in self.stages:
             self._batch(pl_module, batch)
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         if "validation" in self.stages and not trainer.sanity_checking:
             self._batch(pl_module, batch)
 
     @staticmethod
-    def _global_moments(pl_module: pl.LightningModule, values: List[Tensor]) -> Tensor:
+    def _global_moments(pl_module: Any, values: List[Tensor]) -> Tensor:
         """``[count, sum, sum of squares]`` over every process."""
-        flat = torch.cat(values).double() if values else torch.zeros(0, dtype=torch.float64, device=pl_module.device)
-        moments = torch.stack([flat.new_tensor(float(flat.numel())), flat.sum(), flat.pow(2).sum()]).to(pl_module.device)
-        gathered = pl_module.all_gather(moments)
+        flat = (
+            torch.cat(values).double()
+            if values
+            else torch.zeros(0, dtype=torch.float64, device=pl_module.device)
+        )
+        moments = torch.stack([flat.new_tensor(float(flat.numel())), flat.sum(), flat.pow(2).sum()]).to(
+            pl_module.device
+        )
+        gathered: Tensor = pl_module.all_gather(moments)
         return gathered.view(-1, 3).sum(0)
 
-    def _finish(self, stage: str, pl_module: pl.LightningModule) -> None:
+    def _finish(self, stage: str, pl_module: Any) -> None:
         prefix = "test" if stage == "test" else "val"
-        for name, values in (("ais_loglik", self._loglik), ("ais_acceptance", self._acceptance), ("iwae", self._iwae)):
+        for name, values in (
+            ("ais_loglik", self._loglik),
+            ("ais_acceptance", self._acceptance),
+            ("iwae", self._iwae),
+        ):
             if name == "iwae" and not self.iwae_samples:
                 continue
             count, total, squares = self._global_moments(pl_module, values).tolist()
@@ -134,10 +166,10 @@ class AISCallback(pl.Callback):
                 pl_module.log(f"{prefix}/{name}_std", math.sqrt(variance), sync_dist=True)
         self._reset()
 
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if "test" in self.stages:
             self._finish("test", pl_module)
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if "validation" in self.stages and not trainer.sanity_checking:
             self._finish("validation", pl_module)

@@ -1,4 +1,5 @@
 """What the callbacks share."""
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,9 @@ def local_log_dir(trainer: pl.Trainer) -> str:
         trainer: the running Trainer.
     """
     logger = trainer.logger
-    log_dir = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None) if logger is not None else None
+    log_dir = (
+        getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None) if logger is not None else None
+    )
     log_dir = log_dir or trainer.default_root_dir
     os.makedirs(log_dir, exist_ok=True)
     return log_dir

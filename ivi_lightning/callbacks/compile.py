@@ -1,4 +1,5 @@
 """``torch.compile`` for an algorithm's networks, as a callback (no change to the algorithms)."""
+
 from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence
@@ -6,13 +7,17 @@ from typing import Any, List, Optional, Sequence
 import pytorch_lightning as pl
 from torch import nn
 
+from ivi_lightning.algorithms.base import MODEL_PARTS, PART_NAMES
+
 #: Attributes of an algorithm that hold networks called through ``forward``.
-NETWORK_NAMES = ("encoder", "discriminator", "denoiser", "model_denoiser")
+NETWORK_NAMES = tuple(name for name in PART_NAMES if name not in MODEL_PARTS)
 #: Attributes whose networks are their children (a likelihood calls its decoder from ``log_prob``).
-MODEL_NAMES = ("prior", "likelihood")
+MODEL_NAMES = MODEL_PARTS
 
 
-def compile_targets(pl_module: nn.Module, names: Sequence[str] = NETWORK_NAMES + MODEL_NAMES) -> List[nn.Module]:
+def compile_targets(
+    pl_module: nn.Module, names: Sequence[str] = NETWORK_NAMES + MODEL_NAMES
+) -> List[nn.Module]:
     """The modules whose ``forward`` the training step calls, to compile in place.
 
     Encoders, discriminators and denoisers are compiled whole; an encoder with a ``moments``

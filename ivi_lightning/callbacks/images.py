@@ -4,6 +4,7 @@ aggregate posterior, written to TensorBoard and as PNGs into the log directory.
 All of them run on global rank 0 only and write through ``trainer.logger.experiment``
 directly (no ``self.log``, no collectives), so other ranks never wait on them.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,9 +16,10 @@ from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
 from ivi_lightning.callbacks.common import local_log_dir
+from ivi_lightning.data import batch_tensor
 
 
-def decode_mean(pl_module: pl.LightningModule, z: Tensor) -> Tensor:
+def decode_mean(pl_module: Any, z: Tensor) -> Tensor:
     """Images for latents ``z``: ``likelihood.mean(z)`` if the likelihood has a mean, else a sample."""
     likelihood = pl_module.likelihood
     return likelihood.mean(z) if callable(getattr(likelihood, "mean", None)) else likelihood.sample(z)
@@ -52,12 +54,26 @@ class ImageCallback(pl.Callback):
 
     tag = "images"
 
-    def __init__(self, every_n_steps: Optional[int] = 500, on_epoch_end: bool = True, num_examples: int = 64, save_png: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        every_n_steps: Optional[int] = 500,
+        on_epoch_end: bool = True,
+        num_examples: int = 64,
+        save_png: bool = True,
+        seed: int = 0,
+    ) -> None:
         if every_n_steps is not None and every_n_steps < 0:
-            raise ValueError(f"every_n_steps must be positive (or None/0 to draw only at epoch ends), got {every_n_steps}")
+            raise ValueError(
+                f"every_n_steps must be positive (or None/0 to draw only at epoch ends), got {every_n_steps}"
+            )
         if num_examples <= 0:
             raise ValueError(f"num_examples must be positive, got {num_examples}")
-        self.every_n_steps, self.on_epoch_end, self.num_examples, self.save_png = every_n_steps or 0, on_epoch_end, num_examples, save_png
+        self.every_n_steps, self.on_epoch_end, self.num_examples, self.save_png = (
+            every_n_steps or 0,
+            on_epoch_end,
+            num_examples,
+            save_png,
+        )
         self.seed = seed
         self.examples: Optional[Tensor] = None
         self.labels: Optional[Tensor] = None
@@ -69,10 +85,19 @@ class ImageCallback(pl.Callback):
     def _collect(self, batch: Any, validation: bool) -> None:
         if validation and not self._from_validation:
             self.examples, self.labels, self._from_validation = None, None, True  # prefer fixed held-out data
-        if self._from_validation != validation or (self.examples is not None and len(self.examples) >= self.num_examples):
+        if self._from_validation != validation or (
+            self.examples is not None and len(self.examples) >= self.num_examples
+        ):
             return
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        y = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 and torch.is_tensor(batch[1]) and batch[1].dim() == 1 else None
+        x = batch_tensor(batch)
+        y = (
+            batch[1]
+            if isinstance(batch, (tuple, list))
+            and len(batch) > 1
+            and torch.is_tensor(batch[1])
+            and batch[1].dim() == 1
+            else None
+        )
         room = self.num_examples - (0 if self.examples is None else len(self.examples))
         x = x[:room].detach().cpu()
         self.examples = x if self.examples is None else torch.cat([self.examples, x])
@@ -81,7 +106,9 @@ class ImageCallback(pl.Callback):
             self.labels = y if self.labels is None else torch.cat([self.labels, y])
 
     @rank_zero_only
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx: int = 0
+    ) -> None:
         if dataloader_idx == 0:
             self._collect(batch, validation=True)
 
@@ -89,20 +116,23 @@ class ImageCallback(pl.Callback):
         if trainer.is_global_zero:
             self._collect(batch, validation=False)
         # global_step counts every optimizer's steps, so it can jump past a multiple.
-        if self.every_n_steps and trainer.global_step // self.every_n_steps > max(self._last_step, 0) // self.every_n_steps:
+        if (
+            self.every_n_steps
+            and trainer.global_step // self.every_n_steps > max(self._last_step, 0) // self.every_n_steps
+        ):
             self.draw(trainer, pl_module)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if self.on_epoch_end and trainer.global_step != self._last_step:
             self.draw(trainer, pl_module)
 
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if trainer.global_step != self._last_step:
             self.draw(trainer, pl_module)
 
     # --- drawing -------------------------------------------------------------------------
     @rank_zero_only
-    def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def draw(self, trainer: pl.Trainer, pl_module: Any) -> None:
         """Make this callback's image and write it (rank 0 only)."""
         self._last_step = trainer.global_step
         was_training = pl_module.training
@@ -118,7 +148,7 @@ class ImageCallback(pl.Callback):
             finally:
                 pl_module.train(was_training)
 
-    def make(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def make(self, trainer: pl.Trainer, pl_module: Any) -> None:
         raise NotImplementedError
 
     def _log_dir(self, trainer: pl.Trainer) -> str:
@@ -129,12 +159,15 @@ class ImageCallback(pl.Callback):
         from torchvision.utils import make_grid, save_image
 
         grid = make_grid(_as_images(images), nrow=nrow, padding=2, pad_value=1.0)
-        experiment = getattr(trainer.logger, "experiment", None)
+        experiment: Any = getattr(trainer.logger, "experiment", None)
         if hasattr(experiment, "add_image"):
             experiment.add_image(f"images/{self.tag}", grid, global_step=trainer.global_step)
         if self.save_png:
             log_dir = self._log_dir(trainer)
-            self.last_paths = [os.path.join(log_dir, f"{self.tag}_step{trainer.global_step:06d}.png"), os.path.join(log_dir, f"{self.tag}_latest.png")]
+            self.last_paths = [
+                os.path.join(log_dir, f"{self.tag}_step{trainer.global_step:06d}.png"),
+                os.path.join(log_dir, f"{self.tag}_latest.png"),
+            ]
             for path in self.last_paths:
                 save_image(grid, path)
 
@@ -159,7 +192,7 @@ class SampleGrid(ImageCallback):
             raise ValueError(f"num_samples and nrow must be positive, got {num_samples} and {nrow}")
         self.num_samples, self.nrow = num_samples, nrow
 
-    def make(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def make(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self.write_grid(trainer, decode_mean(pl_module, pl_module.prior.sample(self.num_samples)), self.nrow)
 
 
@@ -180,7 +213,7 @@ class ReconstructionGrid(ImageCallback):
             raise ValueError(f"nrow must be positive, got {nrow}")
         self.nrow = nrow
 
-    def make(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def make(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if self.examples is None:
             return
         x = self.examples.to(pl_module.device)
@@ -208,7 +241,7 @@ class LatentInterpolation(ImageCallback):
         super().__init__(num_examples=2 * num_rows, **kwargs)
         self.num_rows, self.steps = num_rows, steps
 
-    def make(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def make(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if self.examples is None or len(self.examples) < 2:
             return
         rows = min(self.num_rows, len(self.examples) // 2)
@@ -234,11 +267,14 @@ class LatentScatter(ImageCallback):
     def __init__(self, num_points: int = 2000, **kwargs: Any) -> None:
         super().__init__(num_examples=num_points, **kwargs)
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if pl_module.latent_dim != 2:
-            rank_zero_warn(f"LatentScatter draws 2-D latents only, but latent_dim={pl_module.latent_dim}: it will do nothing")
+            rank_zero_warn(
+                f"LatentScatter draws 2-D latents only, but latent_dim={pl_module.latent_dim}: it will do "
+                "nothing"
+            )
 
-    def make(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def make(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if self.examples is None or pl_module.latent_dim != 2:
             return
         import matplotlib
@@ -246,20 +282,35 @@ class LatentScatter(ImageCallback):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        z = torch.cat([pl_module.sample_posterior(chunk.to(pl_module.device), 1)[0].cpu() for chunk in self.examples.split(500)])
+        z = torch.cat(
+            [
+                pl_module.sample_posterior(chunk.to(pl_module.device), 1)[0].cpu()
+                for chunk in self.examples.split(500)
+            ]
+        )
         fig, ax = plt.subplots(figsize=(5, 5))
         labels = self.labels if self.labels is not None and len(self.labels) == len(z) else None
-        points = ax.scatter(z[:, 0], z[:, 1], s=3, alpha=0.6, c=None if labels is None else labels.numpy(), cmap="tab10")
+        points = ax.scatter(
+            z[:, 0], z[:, 1], s=3, alpha=0.6, c=None if labels is None else labels.numpy(), cmap="tab10"
+        )
         if labels is not None:
             fig.colorbar(points, ax=ax, fraction=0.046, pad=0.04)
-        ax.set(title=f"{type(pl_module).__name__}: q(z), step {trainer.global_step}", xlabel="z1", ylabel="z2", aspect="equal")
+        ax.set(
+            title=f"{type(pl_module).__name__}: q(z), step {trainer.global_step}",
+            xlabel="z1",
+            ylabel="z2",
+            aspect="equal",
+        )
         fig.tight_layout()
-        experiment = getattr(trainer.logger, "experiment", None)
+        experiment: Any = getattr(trainer.logger, "experiment", None)
         if hasattr(experiment, "add_figure"):
             experiment.add_figure(f"images/{self.tag}", fig, global_step=trainer.global_step, close=False)
         if self.save_png:
             log_dir = self._log_dir(trainer)
-            self.last_paths = [os.path.join(log_dir, f"{self.tag}_step{trainer.global_step:06d}.png"), os.path.join(log_dir, f"{self.tag}_latest.png")]
+            self.last_paths = [
+                os.path.join(log_dir, f"{self.tag}_step{trainer.global_step:06d}.png"),
+                os.path.join(log_dir, f"{self.tag}_latest.png"),
+            ]
             for path in self.last_paths:
                 fig.savefig(path, dpi=80)
         plt.close(fig)

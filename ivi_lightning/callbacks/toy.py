@@ -1,8 +1,9 @@
 """Scoring a 2-D-latent posterior against the exact one during training (rank 0, no collectives)."""
+
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import pytorch_lightning as pl
 import torch
@@ -37,38 +38,48 @@ class ExactPosteriorCallback(pl.Callback):
         self.last: Dict[str, float] = {}
         self._last_step = -1
 
-    def _usable(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Optional[Tensor]:
-        points = getattr(trainer.datamodule, "evaluation_points", None)
+    def _usable(self, trainer: pl.Trainer, pl_module: Any) -> Optional[Tensor]:
+        points = getattr(getattr(trainer, "datamodule", None), "evaluation_points", None)
         if points is None or len(points) == 0 or pl_module.latent_dim != 2:
             return None
         if not (has_log_prob(pl_module.prior) and has_log_prob(pl_module.likelihood)):
             return None
         return points.to(pl_module.device)
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if self._usable(trainer, pl_module) is None:
-            rank_zero_warn("ExactPosteriorCallback: needs a 2-D latent, a model with densities and a data module with evaluation_points; it will do nothing")
+            rank_zero_warn(
+                "ExactPosteriorCallback: needs a 2-D latent, a model with densities and a data module with "
+                "evaluation_points; it will do nothing"
+            )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # global_step counts every optimizer's steps, so it can jump past a multiple.
         if trainer.global_step // self.every_n_steps > max(self._last_step, 0) // self.every_n_steps:
             self.evaluate(trainer, pl_module)
 
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if trainer.global_step != self._last_step:
             self.evaluate(trainer, pl_module)
 
     @rank_zero_only
-    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def evaluate(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self._last_step = trainer.global_step
         points = self._usable(trainer, pl_module)
         if points is None:
             return
-        extent = float(getattr(trainer.datamodule, "latent_extent", 4.0))
+        extent = float(getattr(getattr(trainer, "datamodule", None), "latent_extent", 4.0))
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
-            js = posterior_js(pl_module.sample_posterior, pl_module.prior, pl_module.likelihood, points, self.num_samples, extent)
+            js = posterior_js(
+                pl_module.sample_posterior,
+                pl_module.prior,
+                pl_module.likelihood,
+                points,
+                self.num_samples,
+                extent,
+            )
             loglik = grid_log_marginal(pl_module.prior, pl_module.likelihood, points, extent)
         metrics = {f"exact/js_x{i}": float(v) for i, v in enumerate(js)}
         metrics.update({"exact/js_mean": float(js.mean()), "exact/log_likelihood": float(loglik.mean())})
@@ -90,16 +101,25 @@ class ExactPosteriorCallback(pl.Callback):
         samples = pl_module.sample_posterior(points, 2000).cpu()
         fig, axes = plt.subplots(1, len(points), figsize=(3.2 * len(points), 3.4), squeeze=False)
         for i, ax in enumerate(axes[0]):
-            ax.contourf(exact[i].T.numpy(), levels=12, extent=[-extent, extent, -extent, extent], cmap="Blues")
+            ax.contourf(
+                exact[i].T.numpy(), levels=12, extent=[-extent, extent, -extent, extent], cmap="Blues"
+            )
             ax.scatter(samples[:, i, 0], samples[:, i, 1], s=1, alpha=0.3, c="tab:red")
             label = ", ".join(f"{v:.2g}" for v in points[i].flatten().tolist())
-            ax.set(xlim=(-extent, extent), ylim=(-extent, extent), title=f"x=({label})  JS={js[i]:.3f}", aspect="equal")
-        fig.suptitle(f"{type(pl_module).__name__}: q(z|x) samples over exact posterior, step {trainer.global_step}")
+            ax.set(
+                xlim=(-extent, extent),
+                ylim=(-extent, extent),
+                title=f"x=({label})  JS={js[i]:.3f}",
+                aspect="equal",
+            )
+        fig.suptitle(
+            f"{type(pl_module).__name__}: q(z|x) samples over exact posterior, step {trainer.global_step}"
+        )
         fig.tight_layout()
         log_dir = local_log_dir(trainer)  # not trainer.log_dir: it is a collective call
         fig.savefig(os.path.join(log_dir, f"posterior_step{trainer.global_step:06d}.png"), dpi=80)
         fig.savefig(os.path.join(log_dir, "posterior_latest.png"), dpi=80)
-        experiment = getattr(trainer.logger, "experiment", None)
+        experiment: Any = getattr(trainer.logger, "experiment", None)
         if hasattr(experiment, "add_figure"):
             experiment.add_figure("exact/posterior", fig, global_step=trainer.global_step)
         plt.close(fig)

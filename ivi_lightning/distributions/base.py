@@ -4,34 +4,37 @@ A distribution is *implicit* when it only implements ``sample``. Algorithms ask
 :func:`has_log_prob` before relying on a density and refuse, with a clear error, parts they
 cannot use.
 """
-from __future__ import annotations
 
-from typing import Tuple, Union
+from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
 from ivi_lightning.estimators import input_gradient
+from ivi_lightning.shapes import DataShape, as_shape
 
-DataShape = Union[int, Tuple[int, ...]]
-
-
-def as_shape(data_shape: DataShape) -> Tuple[int, ...]:
-    """Normalise ``data_shape`` (an int for vectors, a tuple for images) to a tuple.
-
-    >>> as_shape(4), as_shape([1, 28, 28])
-    ((4,), (1, 28, 28))
-    """
-    shape = (int(data_shape),) if isinstance(data_shape, int) else tuple(int(s) for s in data_shape)
-    if not shape or any(s <= 0 for s in shape):
-        raise ValueError(f"data_shape must be a positive int or a tuple of positive ints, got {data_shape!r}")
-    return shape
+__all__ = ["DataShape", "Likelihood", "Prior", "as_shape", "has_log_prob", "require_log_prob"]
 
 
 def has_log_prob(distribution: object) -> bool:
     """Whether ``distribution`` overrides ``log_prob`` (i.e. has a density we can evaluate)."""
     method = getattr(type(distribution), "log_prob", None)
     return method is not None and not getattr(method, "__isabstractmethod_ivi__", False)
+
+
+def require_log_prob(distribution: object, part: str, user: str, advice: str = "") -> None:
+    """Raise ``ValueError`` unless ``distribution`` has a density: the one "needs log_prob" check.
+
+    Args:
+        distribution: the prior or likelihood (``None`` counts as missing).
+        part: what it is, e.g. ``"prior"``, for the message.
+        user: who needs the density, e.g. ``"PCDen"`` or ``"AIS"``.
+        advice: what to do instead, appended to the message.
+    """
+    if distribution is not None and has_log_prob(distribution):
+        return
+    what = "missing" if distribution is None else f"{type(distribution).__name__} is implicit (sample only)"
+    raise ValueError(f"{user} needs log_prob of the {part}, but {what}." + (f" {advice}" if advice else ""))
 
 
 def _implicit(method):
@@ -48,6 +51,8 @@ class Prior(nn.Module):
     Args:
         dim: latent dimension.
     """
+
+    _anchor: Tensor  # a buffer: the device and dtype of samples
 
     def __init__(self, dim: int) -> None:
         super().__init__()

@@ -3,6 +3,7 @@
 They have parameters and reparameterised samples but no density, so only algorithms that
 need no density of the model can use them; JC-Adv-RMD (and ALI/BiGAN) can learn them.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ivi_lightning.distributions.base import DataShape, Likelihood, Prior, as_shape
+from ivi_lightning.nets.mlp import MLP
 
 
 def _noise(num_samples: int, noise_dim: int, like: Tensor) -> Tensor:
@@ -38,8 +40,6 @@ class ImplicitPrior(Prior):
         super().__init__(dim)
         if int(noise_dim) <= 0:
             raise ValueError(f"an implicit prior needs noise: noise_dim must be positive, got {noise_dim}")
-        from ivi_lightning.nets.mlp import MLP  # here, not at module level: nets imports distributions
-
         self.noise_dim = int(noise_dim)
         self.net = MLP(self.noise_dim, self.dim, hidden)
 
@@ -61,13 +61,17 @@ class ImplicitLikelihood(Likelihood):
     torch.Size([5, 3])
     """
 
-    def __init__(self, latent_dim: int, data_shape: DataShape, noise_dim: int = 8, hidden: Sequence[int] = (64, 64)) -> None:
+    def __init__(
+        self, latent_dim: int, data_shape: DataShape, noise_dim: int = 8, hidden: Sequence[int] = (64, 64)
+    ) -> None:
         super().__init__()
         if int(latent_dim) <= 0 or int(noise_dim) <= 0:
             raise ValueError(f"latent_dim and noise_dim must be positive, got {latent_dim} and {noise_dim}")
-        from ivi_lightning.nets.mlp import MLP  # here, not at module level: nets imports distributions
-
-        self.latent_dim, self.noise_dim, self.data_shape = int(latent_dim), int(noise_dim), as_shape(data_shape)
+        self.latent_dim, self.noise_dim, self.data_shape = (
+            int(latent_dim),
+            int(noise_dim),
+            as_shape(data_shape),
+        )
         self.net = MLP(self.latent_dim + self.noise_dim, math.prod(self.data_shape), hidden)
 
     def sample(self, z: Tensor) -> Tensor:

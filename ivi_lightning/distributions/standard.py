@@ -1,4 +1,5 @@
 """Explicit priors and decoder likelihoods."""
+
 from __future__ import annotations
 
 import math
@@ -28,10 +29,14 @@ class NormalPrior(Prior):
         self.std = float(std)
 
     def sample(self, num_samples: int) -> Tensor:
-        return self.std * torch.randn(num_samples, self.dim, device=self._anchor.device, dtype=self._anchor.dtype)
+        return self.std * torch.randn(
+            num_samples, self.dim, device=self._anchor.device, dtype=self._anchor.dtype
+        )
 
     def log_prob(self, z: Tensor) -> Tensor:
-        return -0.5 * (z / self.std).pow(2).sum(-1) - self.dim * (math.log(self.std) + 0.5 * math.log(2 * math.pi))
+        return -0.5 * (z / self.std).pow(2).sum(-1) - self.dim * (
+            math.log(self.std) + 0.5 * math.log(2 * math.pi)
+        )
 
     def score(self, z: Tensor) -> Tensor:
         return -z / self.std**2
@@ -68,7 +73,11 @@ class BernoulliLikelihood(Likelihood):
 
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:
         logits = self.decoder(z)
-        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").flatten(1).sum(1)
+        return (
+            -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
+            .flatten(1)
+            .sum(1)
+        )
 
 
 class GaussianLikelihood(Likelihood):

@@ -1,5 +1,12 @@
 """Scoring against exact answers (2-D toys), AIS and IWAE log-likelihoods, FID, C2ST."""
-from ivi_lightning.evaluation.ais import AISResult, ais_log_marginal, annealed_importance_sampling, iwae_bound, temperature_schedule
+
+from ivi_lightning.evaluation.ais import (
+    AISResult,
+    ais_log_marginal,
+    annealed_importance_sampling,
+    iwae_bound,
+    temperature_schedule,
+)
 from ivi_lightning.evaluation.c2st import c2st
 from ivi_lightning.evaluation.fid import build_fid, feature_statistics, fid_score, frechet_distance
 from ivi_lightning.evaluation.toy import (

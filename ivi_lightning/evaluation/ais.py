@@ -16,6 +16,7 @@ each chain's kernel then depends on its own past.
 The IWAE bound ``log (1/K) Σ_k p(x, z_k) / q(z_k|x)`` needs an explicit ``q`` (the VAE's
 ``GaussianEncoder.moments``); it is a lower bound that tightens with ``K``.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,7 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.distributions import Likelihood, Prior, has_log_prob
+from ivi_lightning.distributions import Likelihood, Prior, require_log_prob
 from ivi_lightning.estimators import diagonal_normal_log_prob, tile_examples
 
 SCHEDULES = ("sigmoid", "linear")
@@ -49,7 +50,9 @@ class AISResult:
     step_size: Tensor
 
 
-def temperature_schedule(num_temperatures: int, schedule: str = "sigmoid", sharpness: float = 4.0, device: Any = None) -> Tensor:
+def temperature_schedule(
+    num_temperatures: int, schedule: str = "sigmoid", sharpness: float = 4.0, device: Any = None
+) -> Tensor:
     """Inverse temperatures ``β_0 = 0 < … < β_T = 1``: ``num_temperatures + 1`` values (float64).
 
     ``"sigmoid"`` (Grosse et al. 2013) spends more temperatures near both ends, where the
@@ -67,7 +70,9 @@ def temperature_schedule(num_temperatures: int, schedule: str = "sigmoid", sharp
     True
     """
     if int(num_temperatures) <= 0:
-        raise ValueError(f"num_temperatures must be a positive number of annealing steps, got {num_temperatures}")
+        raise ValueError(
+            f"num_temperatures must be a positive number of annealing steps, got {num_temperatures}"
+        )
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown temperature schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
     t = torch.linspace(0.0, 1.0, int(num_temperatures) + 1, dtype=torch.float64, device=device)
@@ -81,17 +86,22 @@ def temperature_schedule(num_temperatures: int, schedule: str = "sigmoid", sharp
     return betas
 
 
-def _check_densities(prior: Prior, likelihood: Likelihood, method: str) -> None:
+def _check_densities(prior: Optional[Prior], likelihood: Optional[Likelihood], method: str) -> None:
     for part, value in (("prior", prior), ("likelihood", likelihood)):
         if value is None:
-            raise ValueError(f"{method} needs the model's {part}, got None (a learn_model=False algorithm adopts it from its data module at setup)")
-        if not has_log_prob(value):
             raise ValueError(
-                f"{method} needs log_prob of the {part}, but {type(value).__name__} is implicit (sample only), so this "
-                "model assigns no computable likelihood to data. The IWAE bound needs the same densities; for an "
-                "implicit model, compare samples instead (FID, ivi_lightning.evaluation.fid) or report the "
-                "algorithm's plug-in ELBO estimate (model.elbo_estimate) where it has one."
+                f"{method} needs the model's {part}, got None (a learn_model=False algorithm adopts it from "
+                "its data module at setup)"
             )
+        require_log_prob(
+            value,
+            part,
+            method,
+            "This model assigns no computable likelihood to data. The IWAE bound needs the same densities; "
+            "for an "
+            "implicit model, compare samples instead (FID, ivi_lightning.evaluation.fid) or report the "
+            "algorithm's plug-in ELBO estimate (model.elbo_estimate) where it has one.",
+        )
 
 
 def _repeat_examples(x: Tensor, times: int) -> Tensor:
@@ -99,7 +109,9 @@ def _repeat_examples(x: Tensor, times: int) -> Tensor:
     return x.repeat_interleave(times, dim=0)
 
 
-def _log_terms(prior: Prior, likelihood: Likelihood, x_rep: Tensor, z: Tensor, beta: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def _log_terms(
+    prior: Prior, likelihood: Likelihood, x_rep: Tensor, z: Tensor, beta: Tensor
+) -> Tuple[Tensor, Tensor, Tensor]:
     """``log p(z)``, ``log p(x|z)`` and ``∇_z [log p(z) + β log p(x|z)]`` for every chain."""
     with torch.enable_grad():
         z = z.detach().requires_grad_(True)
@@ -166,8 +178,19 @@ def annealed_importance_sampling(
     # HMC needs gradients in z even when called under no_grad or inference mode (Trainer.test).
     with torch.inference_mode(False), torch.no_grad():
         return _ais(
-            prior, likelihood, x.clone(), num_temperatures, num_chains, leapfrog_steps, schedule, initial_step_size,
-            target_acceptance, adaptation_rate, min_step_size, max_step_size, progress,
+            prior,
+            likelihood,
+            x.clone(),
+            num_temperatures,
+            num_chains,
+            leapfrog_steps,
+            schedule,
+            initial_step_size,
+            target_acceptance,
+            adaptation_rate,
+            min_step_size,
+            max_step_size,
+            progress,
         )
 
 
@@ -194,7 +217,8 @@ def _ais(
         raise ValueError(f"target_acceptance must lie in (0, 1), got {target_acceptance}")
     if not 0.0 < min_step_size <= initial_step_size <= max_step_size:
         raise ValueError(
-            f"need 0 < min_step_size <= initial_step_size <= max_step_size, got {min_step_size}, {initial_step_size}, {max_step_size}"
+            f"need 0 < min_step_size <= initial_step_size <= max_step_size, got {min_step_size}, "
+            f"{initial_step_size}, {max_step_size}"
         )
     if not 0.0 < adaptation_rate < 1.0:
         raise ValueError(f"adaptation_rate must lie in (0, 1), got {adaptation_rate}")
@@ -208,7 +232,10 @@ def _ais(
     x_rep = _repeat_examples(x, chains)  # chain c of example b is row b·chains + c
     z = prior.sample(batch * chains)
     if z.device != device:
-        raise ValueError(f"the prior samples on {z.device} but x is on {device}: move the model to x's device first (model.to(x.device))")
+        raise ValueError(
+            f"the prior samples on {z.device} but x is on {device}: move the model to x's device first "
+            "(model.to(x.device))"
+        )
 
     step = torch.full((batch, 1), float(initial_step_size), device=device, dtype=z.dtype)
     log_weights = torch.zeros(batch * chains, device=device, dtype=acc_dtype)
@@ -263,7 +290,9 @@ def ais_log_marginal(prior: Prior, likelihood: Likelihood, x: Tensor, **options:
     return annealed_importance_sampling(prior, likelihood, x, **options).log_marginal
 
 
-def _parts(model_or_encoder: nn.Module, prior: Optional[Prior], likelihood: Optional[Likelihood]) -> Tuple[nn.Module, Prior, Likelihood]:
+def _parts(
+    model_or_encoder: Any, prior: Optional[Prior], likelihood: Optional[Likelihood]
+) -> Tuple[Any, Prior, Likelihood]:
     """The encoder with ``moments`` and the model parts, from an algorithm or given separately."""
     encoder = model_or_encoder
     if not hasattr(encoder, "moments") and hasattr(model_or_encoder, "encoder"):
@@ -272,11 +301,14 @@ def _parts(model_or_encoder: nn.Module, prior: Optional[Prior], likelihood: Opti
         likelihood = likelihood if likelihood is not None else getattr(model_or_encoder, "likelihood", None)
     if not hasattr(encoder, "moments"):
         raise ValueError(
-            f"the IWAE bound needs an explicit Gaussian q(z|x) (an encoder with moments(x) -> (mean, std), e.g. the VAE's "
-            f"GaussianEncoder), but {type(encoder).__name__} has none: implicit encoders have no density; use AIS "
+            "the IWAE bound needs an explicit Gaussian q(z|x) (an encoder with moments(x) -> (mean, std), "
+            "e.g. the VAE's "
+            f"GaussianEncoder), but {type(encoder).__name__} has none: implicit encoders have no density; "
+            "use AIS "
             "(annealed_importance_sampling), which needs no q"
         )
     _check_densities(prior, likelihood, "The IWAE bound")
+    assert prior is not None and likelihood is not None  # checked just above
     return encoder, prior, likelihood
 
 
@@ -332,7 +364,9 @@ def iwae_bound(
     pieces = []
     for start in range(0, num_samples, chunk):
         k = min(chunk, num_samples - start)
-        z = mean.unsqueeze(0) + std.unsqueeze(0) * torch.randn(k, *mean.shape, device=mean.device, dtype=mean.dtype)  # [k, B, D]
+        z = mean.unsqueeze(0) + std.unsqueeze(0) * torch.randn(
+            k, *mean.shape, device=mean.device, dtype=mean.dtype
+        )  # [k, B, D]
         z_flat = z.reshape(k * batch, -1)
         x_rep = tile_examples(x, k)
         log_w = likelihood.log_prob(x_rep, z_flat) + prior.log_prob(z_flat)

@@ -8,16 +8,19 @@ package and its weights file :data:`INCEPTION_WEIGHTS_FILE`) or any ``feature_ex
 ``nn.Module`` mapping images to ``[batch, features]`` (numbers from other extractors are not
 comparable with published FIDs).
 """
+
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional, Tuple
+from typing import Any, Iterable, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
-INCEPTION_WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_WEIGHTS_FILE}"
+INCEPTION_WEIGHTS_URL = (
+    f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_WEIGHTS_FILE}"
+)
 
 
 def _sqrtm_psd(matrix: Tensor) -> Tensor:
@@ -96,7 +99,8 @@ def build_fid(
     if (inception_weights_path is None) == (feature_extractor is None):
         raise ValueError(
             "FID needs exactly one feature extractor: inception_weights_path=<path to "
-            f"{INCEPTION_WEIGHTS_FILE}> (download from {INCEPTION_WEIGHTS_URL}) for published-comparable numbers, "
+            f"{INCEPTION_WEIGHTS_FILE}> (download from {INCEPTION_WEIGHTS_URL}) for published-comparable "
+            "numbers, "
             "or feature_extractor=<nn.Module> for your own features"
         )
     if feature_extractor is not None:
@@ -104,7 +108,7 @@ def build_fid(
             feature=_ThreeChannels(feature_extractor).eval(),
             normalize=True,
             reset_real_features=reset_real_features,
-            input_img_size=tuple(image_shape),
+            input_img_size=tuple(image_shape),  # type: ignore[arg-type]
         )
     path = os.path.expanduser(str(inception_weights_path))
     if not os.path.isfile(path):
@@ -120,7 +124,12 @@ def build_fid(
             "the FID-Inception network comes from the torch-fidelity package: `pip install torch-fidelity` "
             "(or pass feature_extractor=<nn.Module> to use your own features)"
         ) from None
-    metric = FrechetInceptionDistance(feature=2048, normalize=True, reset_real_features=reset_real_features, feature_extractor_weights_path=path)
+    metric = FrechetInceptionDistance(
+        feature=2048,
+        normalize=True,
+        reset_real_features=reset_real_features,
+        feature_extractor_weights_path=path,
+    )
     metric.inception = _ThreeChannels(metric.inception)
     return metric
 
@@ -154,7 +163,8 @@ def fid_score(
         for images in batches:
             images = images[0] if isinstance(images, (tuple, list)) else images
             if metric is None:
-                metric = build_fid(inception_weights_path, feature_extractor, image_shape=tuple(images.shape[1:]))
+                shape: Any = tuple(images.shape[1:])
+                metric = build_fid(inception_weights_path, feature_extractor, image_shape=shape)
                 metric = metric.to(device if device is not None else images.device)
             metric.update(images.to(metric.device, torch.float32), real=is_real)
     if metric is None:

@@ -4,6 +4,7 @@ With a 2-D latent, ``p(z|x) ∝ p(z) p(x|z)`` can be evaluated on a fine grid; i
 gives ``log p(x)``, and histogramming posterior samples on the same cells gives a divergence
 that needs no density of ``q``.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,7 @@ from typing import Callable, Tuple
 import torch
 from torch import Tensor
 
-from ivi_lightning.distributions import Likelihood, Prior, has_log_prob
+from ivi_lightning.distributions import Likelihood, Prior, require_log_prob
 
 
 def latent_grid(extent: float, resolution: int) -> Tuple[Tensor, float]:
@@ -26,12 +27,14 @@ def latent_grid(extent: float, resolution: int) -> Tuple[Tensor, float]:
 
 
 def _check_model(prior: Prior, likelihood: Likelihood) -> None:
-    if not (has_log_prob(prior) and has_log_prob(likelihood)):
-        raise ValueError("exact grid evaluation needs log_prob of both the prior and the likelihood")
+    require_log_prob(prior, "prior", "exact grid evaluation")
+    require_log_prob(likelihood, "likelihood", "exact grid evaluation")
 
 
 @torch.no_grad()
-def log_joint_grid(prior: Prior, likelihood: Likelihood, x: Tensor, extent: float = 4.0, resolution: int = 256) -> Tuple[Tensor, float]:
+def log_joint_grid(
+    prior: Prior, likelihood: Likelihood, x: Tensor, extent: float = 4.0, resolution: int = 256
+) -> Tuple[Tensor, float]:
     """``log p(z) + log p(x|z)`` at every grid cell for each observation: ``[batch, res, res]``."""
     _check_model(prior, likelihood)
     z, area = latent_grid(extent, resolution)
@@ -40,17 +43,23 @@ def log_joint_grid(prior: Prior, likelihood: Likelihood, x: Tensor, extent: floa
     rows = []
     for obs in x:
         x_rep = obs.unsqueeze(0).expand(z.shape[0], *obs.shape)
-        rows.append((prior.log_prob(z) + likelihood.log_prob(x_rep, z)).double().cpu().view(resolution, resolution))
+        rows.append(
+            (prior.log_prob(z) + likelihood.log_prob(x_rep, z)).double().cpu().view(resolution, resolution)
+        )
     return torch.stack(rows), area
 
 
-def exact_posterior_grid(prior: Prior, likelihood: Likelihood, x: Tensor, extent: float = 4.0, resolution: int = 256) -> Tensor:
+def exact_posterior_grid(
+    prior: Prior, likelihood: Likelihood, x: Tensor, extent: float = 4.0, resolution: int = 256
+) -> Tensor:
     """Posterior mass of each grid cell, ``[batch, res, res]``, each slice summing to one."""
     log_joint, _ = log_joint_grid(prior, likelihood, x, extent, resolution)
     return torch.softmax(log_joint.flatten(1), 1).view_as(log_joint)
 
 
-def grid_log_marginal(prior: Prior, likelihood: Likelihood, x: Tensor, extent: float = 4.0, resolution: int = 256) -> Tensor:
+def grid_log_marginal(
+    prior: Prior, likelihood: Likelihood, x: Tensor, extent: float = 4.0, resolution: int = 256
+) -> Tensor:
     """``log p(x) = log ∫ p(z) p(x|z) dz`` by midpoint quadrature on the grid, ``[batch]``.
 
     Accurate when the grid covers the prior's mass (``extent ≥ 4`` for ``N(0, I)`` loses
@@ -68,7 +77,9 @@ def sample_histogram(samples: Tensor, extent: float, resolution: int) -> Tensor:
     samples = samples.detach().double().cpu()
     cell = torch.floor((samples + extent) / (2 * extent) * resolution).long()
     inside = ((cell >= 0) & (cell < resolution)).all(1)
-    index = torch.where(inside, cell[:, 0] * resolution + cell[:, 1], torch.full_like(cell[:, 0], resolution**2))
+    index = torch.where(
+        inside, cell[:, 0] * resolution + cell[:, 1], torch.full_like(cell[:, 0], resolution**2)
+    )
     return torch.bincount(index, minlength=resolution**2 + 1).double() / samples.shape[0]
 
 
@@ -122,4 +133,9 @@ def posterior_js(
         samples = sample_posterior(x, num_samples)
     if samples.shape[-1] != 2:
         raise ValueError(f"posterior_js needs a 2-D latent, got samples of shape {tuple(samples.shape)}")
-    return torch.tensor([js_divergence(sample_histogram(samples[:, i], extent, resolution), exact[i]) for i in range(x.shape[0])])
+    return torch.tensor(
+        [
+            js_divergence(sample_histogram(samples[:, i], extent, resolution), exact[i])
+            for i in range(x.shape[0])
+        ]
+    )

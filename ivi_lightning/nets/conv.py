@@ -9,18 +9,19 @@ decoder mirrors them with transposed convolutions. Channel widths double per lay
 the DCGAN/AVB widths, for GPUs). No batch normalisation: the algorithms feed discriminators and
 encoders mixed or repeated batches, whose statistics batch norm would leak between examples.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.distributions.base import DataShape, as_shape
 from ivi_lightning.nets.factory import register
-from ivi_lightning.nets.mlp import MLP, GaussianPosterior, activation
 from ivi_lightning.nets.joint import joint_noise_levels
+from ivi_lightning.nets.mlp import MLP, GaussianPosterior, activation
+from ivi_lightning.shapes import DataShape, as_shape
 
 #: (base width, maximum width) of each registered convolutional architecture.
 WIDTHS = {"conv_small": (16, 64), "conv": (64, 512)}
@@ -42,7 +43,8 @@ def conv_plan(data_shape: DataShape, base: int = 16, max_width: int = 64) -> Tup
     shape = as_shape(data_shape)
     if len(shape) != 3 or shape[1] != shape[2]:
         raise ValueError(
-            f"convolutional networks need square images of shape (channels, side, side), got data_shape={shape}; "
+            "convolutional networks need square images of shape (channels, side, side), got "
+            f"data_shape={shape}; "
             "use architecture='mlp' for vector data"
         )
     channels, side = shape[0], shape[1]
@@ -51,8 +53,10 @@ def conv_plan(data_shape: DataShape, base: int = 16, max_width: int = 64) -> Tup
         side, layers = side // 2, layers + 1
     if layers == 0 or side > 8:
         raise ValueError(
-            f"convolutional networks halve the image side down to at most 8 pixels, which {shape[1]} does not allow "
-            "(it must be even and reach <= 8 by halving, e.g. 28, 32, 64): resize the images or use architecture='mlp'"
+            f"convolutional networks halve the image side down to at most 8 pixels, which {shape[1]} does "
+            "not allow "
+            "(it must be even and reach <= 8 by halving, e.g. 28, 32, 64): resize the images or use "
+            "architecture='mlp'"
         )
     widths = tuple(min(base * 2**i, max_width) for i in range(layers))
     return channels, widths, side
@@ -83,13 +87,22 @@ class ConvFeatures(nn.Module):
     (torch.Size([2, 1568]), 1568)
     """
 
-    def __init__(self, data_shape: DataShape, base: int = 16, max_width: int = 64, noise_dim: Optional[int] = None, act: str = "silu") -> None:
+    def __init__(
+        self,
+        data_shape: DataShape,
+        base: int = 16,
+        max_width: int = 64,
+        noise_dim: Optional[int] = None,
+        act: str = "silu",
+    ) -> None:
         super().__init__()
         channels, widths, side = conv_plan(data_shape, base, max_width)
         sizes = (channels, *widths)
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 4, 2, 1) for a, b in zip(sizes[:-1], sizes[1:]))
         self.noise_dim = noise_dim
-        self.noise_maps = nn.ModuleList(nn.Linear(noise_dim, w, bias=False) for w in widths) if noise_dim else None
+        self.noise_maps = (
+            nn.ModuleList(nn.Linear(noise_dim, w, bias=False) for w in widths) if noise_dim else None
+        )
         self.act = activation(act)
         self.out_features = widths[-1] * side * side
 
@@ -97,7 +110,7 @@ class ConvFeatures(nn.Module):
         h = x
         for i, conv in enumerate(self.convs):
             h = conv(h)
-            if noisy and self.noise_maps is not None:
+            if noisy and self.noise_maps is not None and self.noise_dim is not None:
                 eps = torch.randn(h.shape[0], self.noise_dim, device=h.device, dtype=h.dtype)
                 h = h + self.noise_maps[i](eps)[:, :, None, None]
             h = self.act(h)
@@ -150,10 +163,14 @@ class ConvImplicitEncoder(nn.Module):
         self.noise_dim = int(noise_dim)
         self.input_noise = noise_injection in ("input", "both")
         hidden_noise = noise_injection in ("hidden", "both")
-        self.features = ConvFeatures(data_shape, base, max_width, self.noise_dim if hidden_noise else None, act)
+        self.features = ConvFeatures(
+            data_shape, base, max_width, self.noise_dim if hidden_noise else None, act
+        )
         sizes = [self.features.out_features + (self.noise_dim if self.input_noise else 0), *hidden]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.noise_maps = nn.ModuleList(nn.Linear(self.noise_dim, b, bias=False) for b in hidden) if hidden_noise else None
+        self.noise_maps = (
+            nn.ModuleList(nn.Linear(self.noise_dim, b, bias=False) for b in hidden) if hidden_noise else None
+        )
         self.act = activation(act)
         self.out = nn.Linear(sizes[-1], latent_dim)
 
@@ -188,7 +205,15 @@ class ConvGaussianEncoder(GaussianPosterior):
     (torch.Size([2, 4]), True)
     """
 
-    def __init__(self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256,), base: int = 16, max_width: int = 64, act: str = "silu") -> None:
+    def __init__(
+        self,
+        data_shape: DataShape,
+        latent_dim: int,
+        hidden: Sequence[int] = (256,),
+        base: int = 16,
+        max_width: int = 64,
+        act: str = "silu",
+    ) -> None:
         super().__init__()
         _check_positive(latent_dim=latent_dim)
         self.features = ConvFeatures(data_shape, base, max_width, act=act)
@@ -215,7 +240,15 @@ class ConvDeterministicEncoder(nn.Module):
     True
     """
 
-    def __init__(self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256,), base: int = 16, max_width: int = 64, act: str = "silu") -> None:
+    def __init__(
+        self,
+        data_shape: DataShape,
+        latent_dim: int,
+        hidden: Sequence[int] = (256,),
+        base: int = 16,
+        max_width: int = 64,
+        act: str = "silu",
+    ) -> None:
         super().__init__()
         _check_positive(latent_dim=latent_dim)
         self.features = ConvFeatures(data_shape, base, max_width, act=act)
@@ -241,13 +274,15 @@ class ConvUpsampler(nn.Module):
     torch.Size([2, 1, 28, 28])
     """
 
-    def __init__(self, in_features: int, data_shape: DataShape, base: int = 16, max_width: int = 64, act: str = "silu") -> None:
+    def __init__(
+        self, in_features: int, data_shape: DataShape, base: int = 16, max_width: int = 64, act: str = "silu"
+    ) -> None:
         super().__init__()
         channels, widths, side = conv_plan(data_shape, base, max_width)
         self.start = (widths[-1], side, side)
         self.project = nn.Linear(in_features, math.prod(self.start))
         sizes = (*reversed(widths), channels)
-        layers = []
+        layers: List[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.ConvTranspose2d(a, b, 4, 2, 1))
             if i < len(sizes) - 2:
@@ -274,12 +309,24 @@ class ConvDecoder(nn.Module):
     torch.Size([5, 3, 64, 64])
     """
 
-    def __init__(self, latent_dim: int, data_shape: DataShape, hidden: Sequence[int] = (256,), base: int = 16, max_width: int = 64, act: str = "silu") -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        data_shape: DataShape,
+        hidden: Sequence[int] = (256,),
+        base: int = 16,
+        max_width: int = 64,
+        act: str = "silu",
+    ) -> None:
         super().__init__()
         _check_positive(latent_dim=latent_dim)
         hidden = tuple(hidden)
         self.data_shape = as_shape(data_shape)
-        self.mlp = nn.Sequential(MLP(latent_dim, hidden[-1], hidden[:-1], act), activation(act)) if hidden else nn.Identity()
+        self.mlp = (
+            nn.Sequential(MLP(latent_dim, hidden[-1], hidden[:-1], act), activation(act))
+            if hidden
+            else nn.Identity()
+        )
         self.up = ConvUpsampler(hidden[-1] if hidden else latent_dim, data_shape, base, max_width, act)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -301,7 +348,15 @@ class ConvDiscriminator(nn.Module):
     torch.Size([3])
     """
 
-    def __init__(self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256,), base: int = 16, max_width: int = 64, act: str = "silu") -> None:
+    def __init__(
+        self,
+        data_shape: DataShape,
+        latent_dim: int,
+        hidden: Sequence[int] = (256,),
+        base: int = 16,
+        max_width: int = 64,
+        act: str = "silu",
+    ) -> None:
         super().__init__()
         _check_positive(latent_dim=latent_dim)
         hidden = tuple(hidden) or (256,)
@@ -330,12 +385,20 @@ class ConvDenoiser(nn.Module):
         max_width: cap on the channels.
         act: activation name.
 
-    >>> ConvDenoiser((1, 28, 28), 2, noise_std=0.1, hidden=(8,))(torch.zeros(3, 2), torch.zeros(3, 1, 28, 28)).shape
+    >>> denoiser = ConvDenoiser((1, 28, 28), 2, noise_std=0.1, hidden=(8,))
+    >>> denoiser(torch.zeros(3, 2), torch.zeros(3, 1, 28, 28)).shape
     torch.Size([3, 2])
     """
 
     def __init__(
-        self, data_shape: DataShape, latent_dim: int, noise_std: float, hidden: Sequence[int] = (256,), base: int = 16, max_width: int = 64, act: str = "silu"
+        self,
+        data_shape: DataShape,
+        latent_dim: int,
+        noise_std: float,
+        hidden: Sequence[int] = (256,),
+        base: int = 16,
+        max_width: int = 64,
+        act: str = "silu",
     ) -> None:
         super().__init__()
         if noise_std <= 0:
@@ -389,7 +452,9 @@ class ConvJointDenoiser(nn.Module):
         _check_positive(latent_dim=latent_dim)
         hidden = tuple(hidden) or (256,)
         self.features = ConvFeatures(data_shape, base, max_width, act=act)
-        self.trunk = nn.Sequential(MLP(self.features.out_features + latent_dim, hidden[-1], hidden[:-1], act), activation(act))
+        self.trunk = nn.Sequential(
+            MLP(self.features.out_features + latent_dim, hidden[-1], hidden[:-1], act), activation(act)
+        )
         self.out_z = nn.Linear(hidden[-1], latent_dim)
         self.out_x = ConvUpsampler(hidden[-1], data_shape, base, max_width, act)
 
@@ -403,31 +468,37 @@ def _register(architecture: str) -> None:
     size = dict(base=base, max_width=max_width)
 
     @register(architecture, "implicit_encoder")
-    def _implicit_encoder(data_shape, latent_dim, hidden=(256,), noise_dim=8, noise_injection="both", **_):
+    def _implicit_encoder(data_shape, latent_dim, hidden=(256,), noise_dim=8, noise_injection="both"):
         return ConvImplicitEncoder(data_shape, latent_dim, hidden, noise_dim, noise_injection, **size)
 
     @register(architecture, "gaussian_encoder")
-    def _gaussian_encoder(data_shape, latent_dim, hidden=(256,), **_):
+    def _gaussian_encoder(data_shape, latent_dim, hidden=(256,)):
         return ConvGaussianEncoder(data_shape, latent_dim, hidden, **size)
 
     @register(architecture, "deterministic_encoder")
-    def _deterministic_encoder(data_shape, latent_dim, hidden=(256,), **_):
+    def _deterministic_encoder(data_shape, latent_dim, hidden=(256,)):
         return ConvDeterministicEncoder(data_shape, latent_dim, hidden, **size)
 
     @register(architecture, "decoder")
-    def _decoder(data_shape, latent_dim, hidden=(256,), **_):
+    def _decoder(data_shape, latent_dim, hidden=(256,)):
         return ConvDecoder(latent_dim, data_shape, hidden, **size)
 
     @register(architecture, "discriminator")
-    def _discriminator(data_shape, latent_dim, hidden=(256,), **_):
+    def _discriminator(data_shape, latent_dim, hidden=(256,)):
         return ConvDiscriminator(data_shape, latent_dim, hidden, **size)
 
     @register(architecture, "denoiser")
-    def _denoiser(data_shape, latent_dim, noise_std, hidden=(256,), **_):
+    def _denoiser(data_shape, latent_dim, noise_std, hidden=(256,)):
         return ConvDenoiser(data_shape, latent_dim, noise_std, hidden, **size)
 
     @register(architecture, "joint_denoiser")
-    def _joint_denoiser(data_shape, latent_dim, noise_std, hidden=(256,), data_noise_std=None, **_):
+    def _joint_denoiser(
+        data_shape, latent_dim, noise_std, hidden=(256,), data_noise_std=None, noise_conditional=False
+    ):
+        if noise_conditional:
+            raise ValueError(
+                f"the {architecture!r} joint denoiser has no noise-conditional form: use architecture='mlp'"
+            )
         return ConvJointDenoiser(data_shape, latent_dim, noise_std, hidden, data_noise_std, **size)
 
 

@@ -1,0 +1,41 @@
+"""How an algorithm is trained, around what it is: each concern in its own small module and in
+its natural Lightning form, installed through public API.
+
+* :mod:`~ivi_lightning.training.nonfinite`: the non-finite policy (``on_nonfinite``).
+* :mod:`~ivi_lightning.training.random_streams`: per-rank noise streams, saved and resumed.
+* :mod:`~ivi_lightning.training.checkpoints`: atomic checkpoint writes; the algorithm that wrote
+  one and its skipped-update count.
+* :mod:`~ivi_lightning.training.checks`: Trainer set-ups refused before the first batch.
+* :mod:`~ivi_lightning.training.distributed`: a spawned DDP worker's clean exit.
+* :mod:`~ivi_lightning.training.logging`: the logging cadence of training metrics.
+
+:func:`training_callbacks` is what ``ImplicitVI.configure_callbacks`` returns.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import pytorch_lightning as pl
+
+from ivi_lightning.training.checkpoints import AtomicCheckpoints
+from ivi_lightning.training.checks import EMAWeightAveraging, FitChecks
+from ivi_lightning.training.distributed import GlooWorkerTeardown
+from ivi_lightning.training.nonfinite import NonFiniteLossError
+from ivi_lightning.training.random_streams import RANK_SEED_STRIDE, RankRandomStreams
+
+__all__ = [
+    "AtomicCheckpoints",
+    "EMAWeightAveraging",
+    "FitChecks",
+    "GlooWorkerTeardown",
+    "NonFiniteLossError",
+    "RANK_SEED_STRIDE",
+    "RankRandomStreams",
+    "training_callbacks",
+]
+
+
+def training_callbacks() -> List[pl.Callback]:
+    """The callbacks every algorithm trains with (see :meth:`ImplicitVI.configure_callbacks`)."""
+    return [FitChecks(), RankRandomStreams(), AtomicCheckpoints(), GlooWorkerTeardown()]

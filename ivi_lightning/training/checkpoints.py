@@ -1,0 +1,75 @@
+"""Checkpoints: atomic writes in every Trainer, and the algorithm that wrote them."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import IO, Any, Dict, Optional, Union
+
+import pytorch_lightning as pl
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from ivi_lightning.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
+
+ALGORITHM_KEY = "ivi_algorithm"
+SKIPS_KEY = "ivi_nonfinite_skips"
+
+
+class AtomicCheckpoints(pl.Callback):
+    """Write checkpoints through :class:`~ivi_lightning.checkpoint.AtomicCheckpointIO`.
+
+    Where the Trainer's strategy uses Lightning's default writer (``TorchCheckpointIO``), it is
+    replaced through the strategy's public ``checkpoint_io`` setter when the run is set up; a
+    writer passed as ``Trainer(plugins=[...])`` is kept.
+    """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+
+def record_metadata(checkpoint: Dict[str, Any], algorithm: Any) -> None:
+    """Record in ``checkpoint`` the algorithm that writes it and its skipped-update count.
+
+    Lightning already stores every network (``state_dict``), optimizer, scheduler and the loops'
+    progress (with the data loader's position for resumable loaders).
+    """
+    checkpoint[ALGORITHM_KEY] = type(algorithm).__name__
+    checkpoint[SKIPS_KEY] = getattr(algorithm, "nonfinite_skips", 0)
+
+
+def restore_metadata(checkpoint: Dict[str, Any], algorithm: Any, expected: Optional[str]) -> None:
+    """Refuse another algorithm's ``checkpoint`` (:func:`check_algorithm`); restore the skip count."""
+    check_algorithm(checkpoint, expected)
+    algorithm.nonfinite_skips = int(checkpoint.get(SKIPS_KEY, 0))
+
+
+def check_algorithm(checkpoint: Dict[str, Any], expected: Optional[str]) -> None:
+    """Raise :class:`CheckpointError` if ``checkpoint`` was written by an algorithm other than ``expected``
+    (``None``: any algorithm)."""
+    saved = checkpoint.get(ALGORITHM_KEY)
+    if saved is not None and expected is not None and saved != expected:
+        raise CheckpointError(
+            f"this checkpoint was written by {saved}, not {expected}: load it with "
+            f"{saved}.load_from_checkpoint(...) "
+            f"or, in the CLI, pass --model {saved} (its config) together with this --ckpt_path"
+        )
+
+
+def checked_source(
+    path: Union[str, os.PathLike, IO[bytes]], expected: Optional[str]
+) -> Union[str, os.PathLike, IO[bytes]]:
+    """``path`` ready for ``LightningModule.load_from_checkpoint``, after the checks: a missing or
+    unreadable file and another algorithm's checkpoint raise :class:`CheckpointError`.
+
+    A local file is read once, into memory, and that copy is returned.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        return path
+    if not os.path.exists(path):
+        read_checkpoint(os.fspath(path))  # raises the clear "does not exist" error
+    with open(path, "rb") as f:
+        data = io.BytesIO(f.read())
+    check_algorithm(read_checkpoint(data, weights_only=False, name=os.fspath(path)), expected)
+    data.seek(0)
+    return data

@@ -1,0 +1,45 @@
+"""The logging cadence of training metrics."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from ivi_lightning.training.nonfinite import trainer_of
+
+
+def is_logging_batch(trainer: pl.Trainer) -> bool:
+    """Whether the Trainer writes this training batch's metrics to its loggers.
+
+    True every ``log_every_n_steps`` *batches* (in manual optimization ``global_step`` counts
+    every optimizer's steps; the Trainer's logging cadence counts batches), on the first batch
+    (so the progress bar and ``trainer.callback_metrics`` fill at once), on the last (when the
+    Trainer is stopping), under ``fast_dev_run`` and outside training.
+    """
+    if getattr(trainer, "fast_dev_run", False) or not trainer.training:
+        return True
+    batch = trainer.fit_loop.total_batch_idx  # this batch's index, counted across epochs
+    every: int = getattr(trainer, "log_every_n_steps", 50)
+    return batch == 0 or trainer.should_stop or (every > 0 and (batch + 1) % every == 0)
+
+
+def log_on_logging_batches(
+    module: pl.LightningModule, prefix: str, metrics: Dict[str, Tensor], **kwargs: Any
+) -> None:
+    """``module.log_dict`` of ``metrics`` as ``prefix/name``, on :func:`is_logging_batch` batches only.
+
+    In between, ``trainer.callback_metrics`` and the progress bar keep the last logged values;
+    ``Trainer(log_every_n_steps=1)`` logs every batch. Metrics are averaged over ranks under DDP.
+    """
+    trainer = trainer_of(module)
+    if trainer is not None and not is_logging_batch(trainer):
+        return
+    kwargs.setdefault("sync_dist", trainer is not None and trainer.world_size > 1)
+    values = {f"{prefix}/{k}": v.detach() for k, v in metrics.items()}
+    if values and not kwargs["sync_dist"]:
+        # One device-to-host copy for all: Lightning reads progress-bar metrics on every batch.
+        values = dict(zip(values, torch.stack([v.float() for v in values.values()]).cpu().unbind()))
+    module.log_dict(values, **kwargs)

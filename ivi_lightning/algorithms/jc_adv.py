@@ -8,8 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
+from ivi_lightning.algorithms.joint_discriminator import discriminator_updates
 from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob
-from ivi_lightning.estimators import forward_kl_encoder_loss, gan_generator_loss, ratio_accuracy, ratio_loss
+from ivi_lightning.estimators import forward_kl_encoder_loss, gan_generator_loss
 
 LOSSES = ("kl", "forward_kl", "ali", "bigan")
 
@@ -49,15 +50,15 @@ class JCAdv(ImplicitVI):
     def __init__(self, discriminator: Optional[nn.Module] = None, loss: str = "kl", aux_steps: int = 3, **kwargs: Any) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        super().__init__(aux_steps=aux_steps, **kwargs)
         # An attribute, not only an hparam: subclasses fix the loss and the CLI records only their own arguments.
         self.loss_kind = loss
-        super().__init__(aux_steps=aux_steps, **kwargs)
         self.discriminator = discriminator if discriminator is not None else self.build_network("discriminator")
         self._check_learnable()
 
     def default_encoder(self) -> nn.Module:
         # BiGAN's encoder is a point mass; ALI and the KL form use an implicit (noisy) one.
-        return self.build_network("deterministic_encoder" if self.loss_kind == "bigan" else "implicit_encoder")
+        return self.build_network("deterministic_encoder" if self.hparams.get("loss") == "bigan" else "implicit_encoder")
 
     def _check_learnable(self) -> None:
         """Refuse a learned model whose update this loss cannot compute."""
@@ -92,14 +93,7 @@ class JCAdv(ImplicitVI):
     def discriminator_step(self, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None) -> dict:
         """``aux_steps`` logistic-regression updates of ``T``: encoder joints (label 1) vs model joints
         (``model_joint``, e.g. simulated pairs, or fresh samples of the model when ``None``)."""
-        for _ in range(self.hparams.aux_steps):
-            with torch.no_grad():
-                z_q = self.encoder(x)
-                x_p, z_p = model_joint if model_joint is not None else self.sample_model(x.shape[0])
-            t_q, t_p = self.discriminator(x, z_q), self.discriminator(x_p, z_p)
-            loss = ratio_loss(t_q, t_p) + self.discriminator_penalty(x, z_q)
-            self.optimize(optimizer, loss)
-        return {"loss_discriminator": loss, "discriminator_accuracy": ratio_accuracy(t_q, t_p)}
+        return discriminator_updates(self, x, optimizer, model_joint)
 
     def model_log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         """``log p(x|z) + log p(z)`` per example; a parameter-free implicit prior contributes nothing."""

@@ -2,13 +2,13 @@
 See the docs' Concepts page (``docs/concepts.md``), "JCHybrid" (a library decision, measured in ``benchmarks/jc_tables.py``)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.algorithms.jc_adv import JCAdv
 from ivi_lightning.algorithms.jc_den import JCDen
+from ivi_lightning.algorithms.joint_discriminator import discriminator_updates
 from ivi_lightning.estimators import input_gradient, score_surrogate
 
 
@@ -40,10 +40,11 @@ class JCHybrid(JCDen):
 
     def configure_optimizers(self):
         opt_vi, opt_den = super().configure_optimizers()
-        return opt_vi, opt_den, self._adam(list(self.discriminator.parameters()), self.hparams.aux_lr)
+        return opt_vi, opt_den, self.adam(list(self.discriminator.parameters()), self.hparams.aux_lr)
 
-    # JCAdv's discriminator updates, with this class's penalty added.
-    discriminator_step = JCAdv.discriminator_step
+    def discriminator_step(self, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None) -> dict:
+        """JCAdv's discriminator updates, with this class's penalty added."""
+        return discriminator_updates(self, x, optimizer, model_joint)
 
     def discriminator_penalty(self, x: Tensor, z_q: Tensor) -> Tensor:
         """``score_penalty · ‖∇_z T − (ŝ_q − ŝ_p)‖²``: pulls ``∇_z T`` toward the denoisers' estimate."""

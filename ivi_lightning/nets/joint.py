@@ -8,9 +8,9 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.distributions.base import DataShape, as_shape
 from ivi_lightning.nets.factory import register
 from ivi_lightning.nets.mlp import MLP
+from ivi_lightning.shapes import DataShape, as_shape
 
 
 def joint_noise_levels(noise_std: float, data_noise_std: Optional[float]) -> Tuple[float, float]:
@@ -99,10 +99,10 @@ class DeterministicEncoder(nn.Module):
 
 
 @register("mlp", "joint_denoiser")
-def _mlp_joint_denoiser(data_shape, latent_dim, noise_std, hidden=(256, 256), data_noise_std=None, noise_conditional=False, **_):
+def _mlp_joint_denoiser(data_shape, latent_dim, noise_std, hidden=(256, 256), data_noise_std=None, noise_conditional=False):
     return JointDenoiser(data_shape, latent_dim, noise_std, hidden, data_noise_std, noise_conditional=noise_conditional)
 
 
 @register("mlp", "deterministic_encoder")
-def _mlp_deterministic_encoder(data_shape, latent_dim, hidden=(256, 256), generator_act="silu", **_):
+def _mlp_deterministic_encoder(data_shape, latent_dim, hidden=(256, 256), generator_act="silu"):
     return DeterministicEncoder(data_shape, latent_dim, hidden, act=generator_act)

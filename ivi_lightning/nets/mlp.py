@@ -12,7 +12,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.distributions.base import DataShape, as_shape
+from ivi_lightning.shapes import DataShape, as_shape
 
 ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
 

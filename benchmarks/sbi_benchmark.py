@@ -5,28 +5,28 @@ pairs (the same pairs for every method, from ``--seed``), then posterior samples
 observation, scored against sbibm's reference posterior samples with sbibm's own ``c2st``
 (so the numbers compare with sbibm's published table). Prints a markdown table (C2ST mean ±
 standard error over observations, per observation, share of samples outside the prior's
-support, simulations used, training seconds) and writes a PNG grid of two_moons samples.
+support, simulations used, training seconds), a learning curve of our first method on
+two_moons (C2ST of observation 1 against training seconds, for the time to reach NPE's C2ST),
+and writes a PNG grid of two_moons samples.
 
-Methods: ``NPE`` (sbi's ``NPE`` with its defaults), ``NPE-NSF`` (sbibm's setting, a neural spline
-flow) and ours, each with the settings of ``configs/<algorithm>/sbi_two_moons.yaml``
-(see ``OURS`` below); ours train for ``--seconds`` of wall time each.
+Methods: ``NPE`` (sbi's ``NPE`` with its defaults, a masked autoregressive flow), ``NPE-NSF``
+(sbibm's setting, a neural spline flow) and ours, each with the settings in ``OURS`` (the same as
+``configs/<algorithm>/sbi_two_moons.yaml``); ours train for ``--seconds`` of wall time each.
 
 Install (sbibm pins an old sbi; its reference posteriors ship inside the package)::
 
-    pip install -e '.[sbi]'          # sbi, and sbibm with --no-deps is done by hand:
-    pip install sbibm==1.1.0 --no-deps && pip install pandas pyro-ppl future autograd
+    pip install -e '.[sbi]' && pip install sbibm==1.1.0 --no-deps
 
 Run (this CPU: one thread per training)::
 
-    OMP_NUM_THREADS=1 python benchmarks/sbi_benchmark.py --tasks two_moons gaussian_linear slcp \\
-        --budgets 10000 --observations 1 2 3 4 5 --seconds 180 --out benchmarks/out/sbi
+    OMP_NUM_THREADS=1 python benchmarks/sbi_benchmark.py --tasks two_moons slcp gaussian_linear \\
+        --budgets 10000 --observations 1 2 3 --num_samples 2000 --seconds 180
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -44,13 +44,14 @@ from datamodules import SimulatorDataModule
 warnings.filterwarnings("ignore")
 logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
 
-# Our methods: algorithm and settings (as in configs/<algorithm>/sbi_two_moons.yaml).
+# Our methods: algorithm and settings (JCDen's as in configs/jc_den/sbi_two_moons.yaml).
 OURS: Dict[str, tuple] = {
-    "JCDen": ("JCDen", dict(noise_std=0.02, max_noise_std=1.0, model_score="denoiser")),
+    "JCDen": ("JCDen", dict(model_score="denoiser", noise_std=0.02, max_noise_std=1.0, noise_components=8)),
     "JCAdv": ("JCAdv", dict(loss="kl")),
     "JCAdv(forward_kl)": ("JCAdv", dict(loss="forward_kl")),
     "JCAdv(ali)": ("JCAdv", dict(loss="ali")),
 }
+NPE_ESTIMATORS = {"NPE": "maf", "NPE-NSF": "nsf"}
 
 
 def load_task(name: str):
@@ -68,13 +69,34 @@ def train_npe(prior, theta: torch.Tensor, x: torch.Tensor, estimator: str) -> Ca
     return lambda x_o, n: posterior.sample((n,), x=x_o.unsqueeze(0), show_progress_bars=False)
 
 
-def train_ours(method: str, prior, simulator, budget: int, seed: int, seconds: float) -> Callable:
+class LearningCurve(pl.Callback):
+    """C2ST at one observation each time training has run another ``every`` seconds (scoring time excluded)."""
+
+    def __init__(self, score: Callable[[ivi.ImplicitVI], float], every: float) -> None:
+        self.score, self.every, self.trained, self.points = score, every, 0.0, []
+        self.started = time.time()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.started = time.time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.trained += time.time() - self.started
+        if self.trained >= self.every * (len(self.points) + 1):
+            pl_module.eval()
+            with torch.no_grad():
+                self.points.append((self.trained, self.score(pl_module)))
+            pl_module.train()
+
+
+def train_ours(method: str, prior, simulator, budget: int, seed: int, seconds: float, curve: LearningCurve = None) -> Callable:
     algorithm, options = OURS[method]
     pl.seed_everything(seed, verbose=False)
     data = SimulatorDataModule(prior, simulator, num_simulations=budget, batch_size=256, seed=seed)
     model = getattr(ivi, algorithm)(latent_dim=data.latent_dim, data_shape=data.data_shape, learn_model=False, **options)
-    trainer = pl.Trainer(max_time={"seconds": seconds}, max_epochs=-1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    limit = dict(max_steps=-1, max_epochs=-1) if curve else dict(max_time={"seconds": seconds}, max_epochs=-1)
+    callbacks = [curve, _StopAfter(curve, seconds)] if curve else []
+    trainer = pl.Trainer(**limit, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0, callbacks=callbacks)
     trainer.fit(model, data)
     model.eval()
 
@@ -86,9 +108,19 @@ def train_ours(method: str, prior, simulator, budget: int, seed: int, seconds: f
     return sample
 
 
+class _StopAfter(pl.Callback):
+    """Stops training once the learning curve has counted ``seconds`` of training."""
+
+    def __init__(self, curve: LearningCurve, seconds: float) -> None:
+        self.curve, self.seconds = curve, seconds
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if self.curve.trained >= self.seconds:
+            trainer.should_stop = True
+
+
 def outside_support(prior, samples: torch.Tensor) -> float:
-    support = prior.support
-    return 1.0 - support.check(samples).float().mean().item()
+    return 1.0 - prior.support.check(samples).float().mean().item()
 
 
 def run(args) -> List[dict]:
@@ -103,30 +135,35 @@ def run(args) -> List[dict]:
             theta = prior.sample((budget,))
             x = simulator(theta)
             for method in args.methods:
-                start = time.time()
-                if method.startswith("NPE"):
-                    sample = train_npe(prior, theta, x, "nsf" if method == "NPE-NSF" else "maf")
+                start, curve = time.time(), None
+                if method in NPE_ESTIMATORS:
+                    sample = train_npe(prior, theta, x, NPE_ESTIMATORS[method])
                     used = budget
                 else:
-                    sample = train_ours(method, prior, simulator, budget, args.seed, args.seconds)
+                    if task_name == "two_moons" and method == args.curve_method:
+                        x_1, reference_1 = task.get_observation(1)[0], task.get_reference_posterior_samples(1)[: args.num_samples]
+                        score = lambda model: float(c2st(reference_1, model.sample_posterior(x_1, args.num_samples)))
+                        curve = LearningCurve(score, args.seconds / 6)
+                    sample = train_ours(method, prior, simulator, budget, args.seed, args.seconds, curve)
                     used = sample.simulations
-                seconds = time.time() - start
-                scores, outside, draws = [], [], {}
+                seconds = curve.trained if curve else time.time() - start
+                scores, outside, draws = [], [], None
                 for obs in args.observations:
                     x_o = task.get_observation(obs)[0]
                     reference = task.get_reference_posterior_samples(obs)[: args.num_samples]
                     samples = sample(x_o, args.num_samples)
                     outside.append(outside_support(prior, samples))
                     scores.append(float(c2st(reference, samples)))
-                    if task_name == "two_moons" and obs == args.observations[0]:
+                    if draws is None:
                         draws = samples
                 mean = sum(scores) / len(scores)
                 se = (sum((s - mean) ** 2 for s in scores) / max(1, len(scores) - 1) / len(scores)) ** 0.5
                 row = dict(task=task_name, method=method, budget=budget, c2st=scores, mean=mean, se=se,
-                           outside=max(outside), simulations=used, seconds=seconds)
+                           outside=max(outside), simulations=used, seconds=seconds,
+                           curve=[(round(t), round(c, 3)) for t, c in curve.points] if curve else None)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-                if len(draws):
+                if task_name == "two_moons":
                     torch.save(draws, os.path.join(args.out, f"two_moons_{method}_{budget}.pt"))
     return rows
 
@@ -138,6 +175,10 @@ def table(rows: List[dict]) -> str:
         per = " / ".join(f"{s:.3f}" for s in r["c2st"])
         lines.append(f"| {r['task']} | {r['method']} | {r['budget']:,} | {r['mean']:.3f} ± {r['se']:.3f} | {per} | "
                      f"{100 * r['outside']:.1f} % | {r['simulations']:,} | {r['seconds']:.0f} |")
+    for r in rows:
+        if r["curve"]:
+            points = ", ".join(f"{t} s: {c:.3f}" for t, c in r["curve"])
+            lines.append(f"\nLearning curve, {r['method']} on two_moons ({r['budget']:,}), C2ST of observation 1: {points}")
     return "\n".join(lines)
 
 
@@ -152,8 +193,8 @@ def plot_two_moons(out: str, rows: List[dict], observation: int) -> None:
     for r in rows:
         path = os.path.join(out, f"two_moons_{r['method']}_{r['budget']}.pt")
         if r["task"] == "two_moons" and os.path.exists(path):
-            panels.append((f"{r['method']} ({r['budget']:,}): {r['mean']:.2f}", torch.load(path)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3), squeeze=False)
+            panels.append((f"{r['method']} ({r['budget']:,}): C2ST {r['c2st'][0]:.2f}", torch.load(path)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.8), squeeze=False)
     for ax, (title, samples) in zip(axes[0], panels):
         ax.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.3)
         ax.set_title(title, fontsize=8)
@@ -161,23 +202,24 @@ def plot_two_moons(out: str, rows: List[dict], observation: int) -> None:
         ax.set_ylim(-1, 1)
         ax.set_aspect("equal")
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "two_moons_samples.png"), dpi=100)
+    fig.savefig(os.path.join(out, "two_moons_samples.png"), dpi=90)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["two_moons", "gaussian_linear", "slcp"])
+    parser.add_argument("--tasks", nargs="+", default=["two_moons", "slcp", "gaussian_linear"])
     parser.add_argument("--budgets", nargs="+", type=int, default=[10_000, 100_000])
     parser.add_argument("--observations", nargs="+", type=int, default=list(range(1, 11)))
     parser.add_argument("--methods", nargs="+", default=["NPE", "NPE-NSF", *OURS])
+    parser.add_argument("--curve_method", default="JCDen", help="ours whose two_moons learning curve is recorded")
     parser.add_argument("--num_samples", type=int, default=10_000, help="posterior samples scored per observation")
     parser.add_argument("--seconds", type=float, default=180.0, help="training wall time of each of our runs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/out/sbi")
     args = parser.parse_args()
-    unknown = [m for m in args.methods if m not in OURS and m not in ("NPE", "NPE-NSF")]
+    unknown = [m for m in args.methods if m not in OURS and m not in NPE_ESTIMATORS]
     if unknown:
-        parser.error(f"unknown methods {unknown}; choose from NPE, NPE-NSF, {', '.join(OURS)}")
+        parser.error(f"unknown methods {unknown}; choose from {', '.join([*NPE_ESTIMATORS, *OURS])}")
     os.makedirs(args.out, exist_ok=True)
     rows = run(args)
     print()

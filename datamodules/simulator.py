@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Callable, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 import pytorch_lightning as pl
@@ -201,6 +201,13 @@ class SimulatorDataModule(pl.LightningDataModule):
         """``(θ, x)`` of the training pairs (online: the reference pairs), from which standardisation is fitted."""
         self.setup("fit")
         return self.train_pairs.theta, self.train_pairs.x
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Log ``data/simulations`` (the simulations run so far) at the Trainer's logging cadence."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training and trainer.logger is not None and trainer.global_step % trainer.log_every_n_steps == 0:
+            trainer.logger.log_metrics({"data/simulations": float(self.simulation_count)}, step=trainer.global_step)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         if self.num_simulations is None:

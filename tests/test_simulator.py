@@ -166,11 +166,14 @@ def test_forward_kl_weights_samples_by_the_estimated_ratio():
 
 
 def test_two_mode_posterior_keeps_both_modes():
-    """x = θ² + noise: the posterior of x_o = 0.5 has modes at ±0.71, each with half the mass."""
+    """x = θ² + noise: the posterior of x_o = 0.5 has modes at ±0.71, each with half the mass.
+
+    The forward KL is mode-covering: on this problem it keeps both modes on every seed tried,
+    where the reverse KL and the denoisers can settle on one."""
     pl.seed_everything(0)
     dm = SimulatorDataModule(BoxUniform([-1.0], [1.0]), CountingSimulator(), num_simulations=4000, batch_size=200, seed=0)
     model = ivi.JCAdv(latent_dim=1, data_shape=1, learn_model=False, hidden=(64, 64), loss="forward_kl", aux_steps=2)
-    trainer(900, limit_val_batches=0).fit(model, dm)
+    trainer(2000, limit_val_batches=0).fit(model, dm)
     with torch.no_grad():
         samples = model.sample_posterior(torch.tensor([0.5]), 4000).squeeze(1)
     near_positive = ((samples - math.sqrt(0.5)).abs() < 0.2).float().mean().item()

@@ -1,5 +1,6 @@
 """JC-Adv: joint-contrastive, adversarial, with ALI and BiGAN as ``loss`` options.
 See the docs' Concepts page (``docs/concepts.md``), "JCAdv"."""
+
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
@@ -9,8 +10,9 @@ from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.algorithms.joint_discriminator import discriminator_updates
+from ivi_lightning.data import Simulations
 from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob
-from ivi_lightning.estimators import forward_kl_encoder_loss, gan_generator_loss
+from ivi_lightning.estimators import forward_kl_encoder_loss, gan_generator_loss, ratio_accuracy, ratio_loss
 
 LOSSES = ("kl", "forward_kl", "ali", "bigan")
 
@@ -47,18 +49,24 @@ class JCAdv(ImplicitVI):
 
     alternative = ""
 
-    def __init__(self, discriminator: Optional[nn.Module] = None, loss: str = "kl", aux_steps: int = 3, **kwargs: Any) -> None:
+    def __init__(
+        self, discriminator: Optional[nn.Module] = None, loss: str = "kl", aux_steps: int = 3, **kwargs: Any
+    ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         super().__init__(aux_steps=aux_steps, **kwargs)
         # An attribute, not only an hparam: subclasses fix the loss and the CLI records only their own arguments.
         self.loss_kind = loss
-        self.discriminator = discriminator if discriminator is not None else self.build_network("discriminator")
+        self.discriminator = (
+            discriminator if discriminator is not None else self.build_network("discriminator")
+        )
         self._check_learnable()
 
     def default_encoder(self) -> nn.Module:
         # BiGAN's encoder is a point mass; ALI and the KL form use an implicit (noisy) one.
-        return self.build_network("deterministic_encoder" if self.hparams.get("loss") == "bigan" else "implicit_encoder")
+        return self.build_network(
+            "deterministic_encoder" if self.hparams.get("loss") == "bigan" else "implicit_encoder"
+        )
 
     def _check_learnable(self) -> None:
         """Refuse a learned model whose update this loss cannot compute."""
@@ -66,12 +74,16 @@ class JCAdv(ImplicitVI):
             return
         name = type(self).__name__
         if self.loss_kind == "forward_kl":
-            raise ValueError(f"{name}(loss='forward_kl') is for inference in a fixed model: set learn_model=False")
+            raise ValueError(
+                f"{name}(loss='forward_kl') is for inference in a fixed model: set learn_model=False"
+            )
         if self.loss_kind == "kl":
             for part in ("likelihood", "prior"):
                 value = getattr(self, part)
                 # A parameter-free prior needs no gradient, hence no density.
-                if not has_log_prob(value) and (part == "likelihood" or any(True for _ in value.parameters())):
+                if not has_log_prob(value) and (
+                    part == "likelihood" or any(True for _ in value.parameters())
+                ):
                     raise ValueError(
                         f"{name}(loss='kl', learn_model=True) learns the model by maximum likelihood on encoder samples, "
                         f"which needs log_prob of the {part}, but {type(value).__name__} is implicit (sample only). "
@@ -90,10 +102,34 @@ class JCAdv(ImplicitVI):
         """Extra term of the discriminator's loss at encoder joints; none here (see JCHybrid)."""
         return torch.zeros((), device=x.device)
 
-    def discriminator_step(self, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None) -> dict:
+    def discriminator_step(
+        self, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> dict:
         """``aux_steps`` logistic-regression updates of ``T``: encoder joints (label 1) vs model joints
         (``model_joint``, e.g. simulated pairs, or fresh samples of the model when ``None``)."""
         return discriminator_updates(self, x, optimizer, model_joint)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """On held-out simulated pairs: how well ``T`` still tells the encoder's joints from the pairs.
+
+        ``val/discriminator_loss`` rises towards ``2 log 2`` (and the accuracy falls to 0.5) as
+        ``q(z|x)`` approaches the posterior; a discriminator that has memorised the training
+        pairs scores worse here than in training.
+        """
+        super().validation_step(batch, batch_idx)
+        if isinstance(batch, Simulations):
+            x = self.batch_data(batch)
+            t_q, t_p = (
+                self.discriminator(x, self.encoder(x)),
+                self.discriminator(x, self.parameter_space.to_latent(batch.theta)),
+            )
+            self.log_dict(
+                {
+                    "val/discriminator_loss": ratio_loss(t_q, t_p),
+                    "val/discriminator_accuracy": ratio_accuracy(t_q, t_p),
+                },
+                sync_dist=True,
+            )
 
     def model_log_joint(self, x: Tensor, z: Tensor) -> Tensor:
         """``log p(x|z) + log p(z)`` per example; a parameter-free implicit prior contributes nothing."""
@@ -102,7 +138,9 @@ class JCAdv(ImplicitVI):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_disc = self.optimizers()
-        for x, model_joint in self.update_joints(batch):  # updates_per_batch chunks (default: the whole batch)
+        for x, model_joint in self.update_joints(
+            batch
+        ):  # updates_per_batch chunks (default: the whole batch)
             metrics = self.discriminator_step(x, opt_disc, model_joint)
 
             z = self.encoder(x)
@@ -111,12 +149,20 @@ class JCAdv(ImplicitVI):
             if self.loss_kind == "kl":
                 loss_encoder = t_q.mean()  # E_q[T] ≈ KL[q(x,z) ‖ p(x,z)] = −E[ELBO] − H[q_D]
                 # z detached: the encoder's gradient is all in ∇_z T; the model's is −E_q[∇_θ log p_θ(x, z)].
-                loss_model = -self.model_log_joint(x, z.detach()).mean() if learn else torch.zeros((), device=x.device)
+                loss_model = (
+                    -self.model_log_joint(x, z.detach()).mean() if learn else torch.zeros((), device=x.device)
+                )
                 metrics["kl_estimate"] = loss_encoder
             elif self.loss_kind == "forward_kl":
                 loss_encoder, loss_model = forward_kl_encoder_loss(t_q), torch.zeros((), device=x.device)
             else:
                 loss_encoder = gan_generator_loss(-t_q)  # encoder fools T into calling its joints the model's
-                loss_model = gan_generator_loss(self.discriminator(*self.sample_model(x.shape[0]))) if learn else torch.zeros((), device=x.device)
+                loss_model = (
+                    gan_generator_loss(self.discriminator(*self.sample_model(x.shape[0])))
+                    if learn
+                    else torch.zeros((), device=x.device)
+                )
             self.optimize(opt_vi, loss_encoder + loss_model)
-        self.log_metrics("train", {**metrics, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True)
+        self.log_metrics(
+            "train", {**metrics, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True
+        )

@@ -1,4 +1,5 @@
 """JC-Den: joint-contrastive, denoiser. See the docs' Concepts page (``docs/concepts.md``), "JCDen"."""
+
 from __future__ import annotations
 
 import math
@@ -8,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
+from ivi_lightning.data import Simulations
 from ivi_lightning.distributions import has_log_prob
 from ivi_lightning.estimators import denoiser_score, input_gradient, scaled_denoising_loss, score_surrogate
 
@@ -32,8 +34,8 @@ class JCDen(ImplicitVI):
         max_noise_std: with a model denoiser, train both denoisers over a range of latent
             corruption levels, each example's ``σ`` drawn log-uniformly in
             ``[noise_std, max_noise_std]`` (noise-conditional denoisers), and move the encoder
-            along ``(σ/noise_std)² (ŝ_q,σ − ŝ_p,σ)`` at the corrupted sample: the gradient of
-            the KL between the two joints smoothed at ``σ``, averaged over levels. Wide levels
+            along ``ŝ_q,σ − ŝ_p,σ`` at the sample corrupted at ``σ``: the gradient of the KL
+            between the two joints smoothed at ``σ``, averaged over the levels. Wide levels
             see every mode at once and move mass between them; narrow ones sharpen.
             ``None``: one level, ``noise_std``.
         model_score: ``"density"`` (``∇_z log p(x, z)`` by autograd), ``"denoiser"`` (a model
@@ -55,19 +57,30 @@ class JCDen(ImplicitVI):
     ) -> None:
         data_noise_std = noise_std if data_noise_std is None else data_noise_std
         if noise_std <= 0 or data_noise_std <= 0:
-            raise ValueError(f"noise levels must be positive, got noise_std={noise_std}, data_noise_std={data_noise_std}")
+            raise ValueError(
+                f"noise levels must be positive, got noise_std={noise_std}, data_noise_std={data_noise_std}"
+            )
         if max_noise_std is not None and max_noise_std <= noise_std:
-            raise ValueError(f"max_noise_std must exceed noise_std={noise_std} (or be None for one level), got {max_noise_std}")
+            raise ValueError(
+                f"max_noise_std must exceed noise_std={noise_std} (or be None for one level), got {max_noise_std}"
+            )
         if model_score not in MODEL_SCORES:
             raise ValueError(f"model_score must be one of {', '.join(MODEL_SCORES)}, got {model_score!r}")
         super().__init__(aux_steps=aux_steps, **kwargs)
         self.noise_std, self.data_noise_std = float(noise_std), float(data_noise_std)
         self.max_noise_std = None if max_noise_std is None else float(max_noise_std)
         conditional = self.max_noise_std is not None
-        build = lambda: self.build_network("joint_denoiser", noise_std=noise_std, data_noise_std=data_noise_std, noise_conditional=conditional)
+        build = lambda: self.build_network(
+            "joint_denoiser",
+            noise_std=noise_std,
+            data_noise_std=data_noise_std,
+            noise_conditional=conditional,
+        )
         self.denoiser = denoiser if denoiser is not None else build()
         # Built unless densities are promised: whether an adopted model has them is known only at setup.
-        self.model_denoiser = model_denoiser if model_denoiser is not None or model_score == "density" else build()
+        self.model_denoiser = (
+            model_denoiser if model_denoiser is not None or model_score == "density" else build()
+        )
         self._check_scores()
 
     def setup(self, stage: str) -> None:
@@ -85,10 +98,16 @@ class JCDen(ImplicitVI):
         if self.prior is None or self.likelihood is None:
             return  # adopted from the data module at setup, checked then
         name = type(self).__name__
-        if self.hparams.model_score == "density" and not (has_log_prob(self.prior) and has_log_prob(self.likelihood)):
-            raise ValueError(f"{name}(model_score='density') needs log_prob of the prior and likelihood: use model_score='denoiser' (likelihood-free)")
+        if self.hparams.model_score == "density" and not (
+            has_log_prob(self.prior) and has_log_prob(self.likelihood)
+        ):
+            raise ValueError(
+                f"{name}(model_score='density') needs log_prob of the prior and likelihood: use model_score='denoiser' (likelihood-free)"
+            )
         if self.max_noise_std is not None and not self.uses_model_denoiser:
-            raise ValueError(f"{name}(max_noise_std=...) smooths both scores, so it needs the model denoiser: set model_score='denoiser'")
+            raise ValueError(
+                f"{name}(max_noise_std=...) smooths both scores, so it needs the model denoiser: set model_score='denoiser'"
+            )
         if self.hparams.learn_model and self.uses_model_denoiser:
             raise ValueError(
                 f"{name}(learn_model=True) learns the model by maximum likelihood on encoder samples, which needs log_prob "
@@ -110,10 +129,14 @@ class JCDen(ImplicitVI):
         """Denoising error of ``denoiser`` on clean joints ``(x, z)``, each block in units of its σ."""
         sx, levels = self.data_noise_std, self.latent_noise_levels(z.shape[0], z)
         sz = self.noise_std if levels is None else levels
-        x_hat, z_hat = denoiser(x + sx * torch.randn_like(x), z + sz * torch.randn_like(z), *(() if levels is None else (levels,)))
+        x_hat, z_hat = denoiser(
+            x + sx * torch.randn_like(x), z + sz * torch.randn_like(z), *(() if levels is None else (levels,))
+        )
         return scaled_denoising_loss(x_hat, x, sx) + scaled_denoising_loss(z_hat, z, sz)
 
-    def joint_score(self, denoiser: nn.Module, x: Tensor, z: Tensor, levels: Optional[Tensor] = None) -> Tensor:
+    def joint_score(
+        self, denoiser: nn.Module, x: Tensor, z: Tensor, levels: Optional[Tensor] = None
+    ) -> Tensor:
         """``z`` block of the smoothed joint score, ``∇_z log q_σ(x, z)``, from a denoiser (at each
         example's ``levels`` for noise-conditional ones); no gradient."""
         with torch.no_grad():
@@ -131,16 +154,20 @@ class JCDen(ImplicitVI):
         """Estimated ``∇_z s(x, z) = ∇_z log q(z|x) − ∇_z log p(x, z)``: the encoder's whole gradient signal.
 
         With ``max_noise_std``, both scores are those of the joints smoothed at a level drawn per
-        example, taken at ``z`` corrupted at that level, and weighted by ``(σ/noise_std)²``.
+        example, taken at ``z`` corrupted at that level: unweighted, so that the encoder descends
+        the KL between the smoothed joints averaged over log-uniform levels.
         """
         levels = self.latent_noise_levels(z.shape[0], z)
         if levels is None:
             return self.joint_score(self.denoiser, x, z) - self.model_score(x, z)
         z_noisy = z + levels * torch.randn_like(z)
-        difference = self.joint_score(self.denoiser, x, z_noisy, levels) - self.joint_score(self.model_denoiser, x, z_noisy, levels)
-        return (levels / self.noise_std).pow(2) * difference
+        return self.joint_score(self.denoiser, x, z_noisy, levels) - self.joint_score(
+            self.model_denoiser, x, z_noisy, levels
+        )
 
-    def denoiser_step(self, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+    def denoiser_step(
+        self, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> Tensor:
         """``aux_steps`` updates of the posterior denoiser (and the model denoiser when used, on
         ``model_joint``, e.g. simulated pairs, or fresh samples of the model when ``None``)."""
         for _ in range(self.hparams.aux_steps):
@@ -155,14 +182,37 @@ class JCDen(ImplicitVI):
             self.optimize(optimizer, loss)
         return loss
 
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """On held-out simulated pairs: the denoisers' errors (``val/model_denoising_loss`` grows
+        once the model denoiser memorises the training pairs: a signal for early stopping)."""
+        super().validation_step(batch, batch_idx)
+        if isinstance(batch, Simulations):
+            x = self.batch_data(batch)
+            metrics = {"val/denoising_loss": self.joint_denoising_loss(self.denoiser, x, self.encoder(x))}
+            if self.uses_model_denoiser:
+                metrics["val/model_denoising_loss"] = self.joint_denoising_loss(
+                    self.model_denoiser, x, self.parameter_space.to_latent(batch.theta)
+                )
+            self.log_dict(metrics, sync_dist=True)
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_den = self.optimizers()
-        for x, model_joint in self.update_joints(batch):  # updates_per_batch chunks (default: the whole batch)
+        for x, model_joint in self.update_joints(
+            batch
+        ):  # updates_per_batch chunks (default: the whole batch)
             loss_den = self.denoiser_step(x, opt_den, model_joint)
 
             z = self.encoder(x)
             loss_encoder = score_surrogate(z, self.score_difference(x, z.detach())).mean()
             # z detached: the model's gradient is −E_q[∇_θ log p_θ(x, z)], the encoder's is in the surrogate.
-            loss_model = -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean() if self.hparams.learn_model else torch.zeros((), device=x.device)
+            loss_model = (
+                -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean()
+                if self.hparams.learn_model
+                else torch.zeros((), device=x.device)
+            )
             self.optimize(opt_vi, loss_encoder + loss_model)
-        self.log_metrics("train", {"loss_denoiser": loss_den, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True)
+        self.log_metrics(
+            "train",
+            {"loss_denoiser": loss_den, "loss_encoder": loss_encoder, "loss_model": loss_model},
+            prog_bar=True,
+        )

@@ -179,3 +179,32 @@ def test_two_mode_posterior_keeps_both_modes():
     near_positive = ((samples - math.sqrt(0.5)).abs() < 0.2).float().mean().item()
     near_negative = ((samples + math.sqrt(0.5)).abs() < 0.2).float().mean().item()
     assert near_positive >= 0.25 and near_negative >= 0.25, (near_positive, near_negative)
+
+
+@pytest.mark.parametrize("config", ["configs/jc_den/sbi_two_moons.yaml", "configs/jc_adv/sbi_two_moons.yaml"])
+def test_sbi_config_trains_through_the_cli_and_its_checkpoint_samples_in_user_units(config, tmp_path, monkeypatch):
+    import pathlib
+
+    from ivi_lightning.cli import main as cli_main
+
+    monkeypatch.chdir(pathlib.Path(__file__).resolve().parents[1])
+    cli_main(["fit", "--config", config, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path),
+              "--data.init_args.num_simulations", "600", "--data.init_args.batch_size", "100", "--model.init_args.hidden", "[16]"])
+    (checkpoint,) = tmp_path.glob("lightning_logs/version_0/checkpoints/*.ckpt")
+    algorithm = ivi.JCDen if "jc_den" in config else ivi.JCAdv
+    samples = algorithm.load_from_checkpoint(checkpoint).sample_posterior(torch.tensor([-0.64, 0.16]), 500)
+    assert samples.shape == (500, 2) and bool((samples.abs() < 1).all())
+
+
+def test_the_simulator_guide_quick_start_runs(monkeypatch):
+    """The guide's Python quick start, as printed, at one epoch."""
+    import pathlib
+    import re
+
+    guide = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "guides" / "simulator.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", guide, re.S)[0]
+    assert "pl.Trainer(max_epochs=80)" in code
+    namespace: dict = {}
+    exec(code.replace("pl.Trainer(max_epochs=80)", "pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False)"), namespace)
+    samples = namespace["samples"]
+    assert samples.shape == (10_000, 2) and bool((samples.abs() < 2).all())

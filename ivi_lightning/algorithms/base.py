@@ -166,14 +166,12 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
 
     def check_model(self) -> None:
         """Refuse a prior or likelihood whose missing density this algorithm needs."""
-        hints = {
-            p: f"Use {self.alternative}, which needs no density of the {p}." if self.alternative else ""
-            for p in MODEL_PARTS
-        }
         for part, needed in zip(MODEL_PARTS, (self.needs_prior_density, self.needs_likelihood_density)):
-            value = getattr(self, part)
-            if value is not None and needed:
-                require_log_prob(value, part, type(self).__name__, hints[part])
+            hint = (
+                f"Use {self.alternative}, which needs no density of the {part}." if self.alternative else ""
+            )
+            if getattr(self, part) is not None and needed:
+                require_log_prob(getattr(self, part), part, type(self).__name__, hint)
         if self.prior is not None and getattr(self.prior, "dim", self.latent_dim) != self.latent_dim:
             raise ValueError(
                 f"the prior is over {self.prior.dim}-dimensional latents but latent_dim={self.latent_dim}: "
@@ -181,18 +179,9 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
             )
 
     def setup(self, stage: str) -> None:
+        """Check the data module's batches and shapes; adopt its known model where parts were left out."""
         datamodule: Any = getattr(trainer_of(self), "datamodule", None)
-        if stage == "fit" and isinstance(getattr(datamodule, "batch_size", None), int):
-            self.check_splits(datamodule.batch_size)  # before training starts, not at its first batch
-        if datamodule is not None and hasattr(datamodule, "data_shape"):
-            data_shape = as_shape(datamodule.data_shape)
-            if data_shape != self.data_shape:
-                raise ValueError(
-                    f"the data module gives examples of shape {data_shape} but {type(self).__name__} was "
-                    "built for "
-                    f"data_shape={self.data_shape}: set data_shape={list(data_shape)} (the CLI links it for "
-                    "you)"
-                )
+        self.check_data_module(datamodule, stage)
         adopt_known_model(self, datamodule)
 
     def configure_callbacks(self) -> List[pl.Callback]:

@@ -7,6 +7,7 @@ from typing import Any, List, Optional, Tuple
 from torch import Tensor
 
 from ivi_lightning.data import Simulations, batch_tensor, check_split, split_batch
+from ivi_lightning.shapes import as_shape
 
 
 class UpdateBatches:
@@ -28,6 +29,20 @@ class UpdateBatches:
                 f"(data_shape={self.data_shape}) but got {list(x.shape)}: set data_shape to match the data"
             )
         return self.parameter_space.standardize(x) if isinstance(batch, Simulations) else x
+
+    def check_data_module(self, datamodule: Any, stage: str) -> None:
+        """Refuse, before training starts, a data module whose batches do not split or whose
+        examples have another shape than ``data_shape``."""
+        if stage == "fit" and isinstance(getattr(datamodule, "batch_size", None), int):
+            self.check_splits(datamodule.batch_size)
+        if datamodule is not None and hasattr(datamodule, "data_shape"):
+            data_shape = as_shape(datamodule.data_shape)
+            if data_shape != self.data_shape:
+                raise ValueError(
+                    f"the data module gives examples of shape {data_shape} but {type(self).__name__} was "
+                    f"built for data_shape={self.data_shape}: set data_shape={list(data_shape)} "
+                    "(the CLI links it for you)"
+                )
 
     def check_splits(self, batch_size: int) -> None:
         """Refuse a batch size that ``updates_per_batch`` does not divide."""

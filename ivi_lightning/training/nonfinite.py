@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional, Sequence
 
 import pytorch_lightning as pl
@@ -18,15 +19,15 @@ class NonFiniteLossError(FloatingPointError):
 def all_finite(tensors: Sequence[Tensor]) -> bool:
     """Whether every element of ``tensors`` is finite, with one host read per device.
 
-    Each tensor's sum is non-finite when it holds a NaN or inf, so the sums are checked together
-    first; only when one is not finite (or overflowed) is each tensor checked element by element.
+    A sum is non-finite when a summand is NaN or inf, so the sum of the tensors' sums is read first;
+    only when it is not finite (or overflowed) is each tensor checked element by element.
     Sparse tensors are checked through their values.
     """
     values = [t.coalesce().values() if t.is_sparse else t for t in tensors]
     sums: Dict[torch.device, List[Tensor]] = {}
     for v in values:
         sums.setdefault(v.device, []).append(v.sum().float())
-    if all(bool(torch.isfinite(torch.stack(group)).all()) for group in sums.values()):
+    if all(math.isfinite(torch.stack(group).sum().item()) for group in sums.values()):
         return True
     return all(bool(torch.isfinite(v).all()) for v in values)
 

@@ -14,6 +14,7 @@ its natural Lightning form, installed through public API.
 
 from __future__ import annotations
 
+import multiprocessing
 from typing import List
 
 import pytorch_lightning as pl
@@ -37,5 +38,12 @@ __all__ = [
 
 
 def training_callbacks() -> List[pl.Callback]:
-    """The callbacks every algorithm trains with (see :meth:`ImplicitVI.configure_callbacks`)."""
-    return [FitChecks(), RankRandomStreams(), AtomicCheckpoints(), GlooWorkerTeardown()]
+    """The callbacks every algorithm trains with (see :meth:`ImplicitVI.configure_callbacks`);
+    ``GlooWorkerTeardown`` only in a process started by ``multiprocessing`` (a spawned DDP worker).
+
+    Lightning calls every callback around every optimizer step, so only those a run needs are installed.
+    """
+    callbacks: List[pl.Callback] = [FitChecks(), RankRandomStreams(), AtomicCheckpoints()]
+    if multiprocessing.parent_process() is not None:
+        callbacks.append(GlooWorkerTeardown())
+    return callbacks

@@ -1,4 +1,5 @@
 """ivi-lightning: variational inference with implicit distributions, in PyTorch Lightning."""
+
 from ivi_lightning.algorithms import VAE, ImplicitVI, JCAdv, JCAdvRMD, JCDen, JCHybrid, PCAdv, PCDen
 from ivi_lightning.distributions import (
     BernoulliLikelihood,

@@ -1,4 +1,5 @@
 """Simulation-based inference: pairs ``(θ, x)`` from a prior and a simulator, with a fixed budget or online."""
+
 from __future__ import annotations
 
 import math
@@ -113,16 +114,24 @@ class SimulatorDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("simulation_batch_size", simulation_batch_size),
-                            ("reference_simulations", reference_simulations), ("online_epoch_batches", online_epoch_batches)):
+        for name, value in (
+            ("batch_size", batch_size),
+            ("simulation_batch_size", simulation_batch_size),
+            ("reference_simulations", reference_simulations),
+            ("online_epoch_batches", online_epoch_batches),
+        ):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if num_simulations is not None and (not isinstance(num_simulations, int) or num_simulations <= 0):
-            raise ValueError(f"num_simulations must be a positive integer (the budget) or None (online), got {num_simulations!r}")
+            raise ValueError(
+                f"num_simulations must be a positive integer (the budget) or None (online), got {num_simulations!r}"
+            )
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
         if not callable(simulator) and not isinstance(simulator, Likelihood):
-            raise TypeError(f"simulator must be a function theta -> x or a Likelihood, got {type(simulator).__name__}")
+            raise TypeError(
+                f"simulator must be a function theta -> x or a Likelihood, got {type(simulator).__name__}"
+            )
         self.save_hyperparameters(ignore=["prior", "simulator"])
         self.prior, self.simulator = as_prior(prior), simulator
         self.num_simulations, self.batch_size, self.val_fraction = num_simulations, batch_size, val_fraction
@@ -154,11 +163,15 @@ class SimulatorDataModule(pl.LightningDataModule):
         with torch.random.fork_rng(devices=[]):
             theta = self.prior.sample(2)
             if tuple(theta.shape) != (2, self.prior.dim):
-                raise ValueError(f"the prior's sample(2) must have shape [2, {self.prior.dim}], got {list(theta.shape)}")
+                raise ValueError(
+                    f"the prior's sample(2) must have shape [2, {self.prior.dim}], got {list(theta.shape)}"
+                )
             x = self._simulate(theta)
         self.simulation_count = 0
         if x.dim() < 2 or x.shape[0] != 2:
-            raise ValueError(f"the simulator must return one simulation per parameter, [n, *data_shape]: for n = 2 it returned {list(x.shape)}")
+            raise ValueError(
+                f"the simulator must return one simulation per parameter, [n, *data_shape]: for n = 2 it returned {list(x.shape)}"
+            )
         return tuple(x.shape[1:])
 
     def simulate_batch(self, num_simulations: int) -> Simulations:
@@ -174,16 +187,22 @@ class SimulatorDataModule(pl.LightningDataModule):
             torch.manual_seed(seed)
             np.random.seed(seed % 2**32)
             try:
-                with tqdm(total=num_simulations, desc="simulating", unit="sim", disable=not sys.stderr.isatty()) as bar:
+                with tqdm(
+                    total=num_simulations, desc="simulating", unit="sim", disable=not sys.stderr.isatty()
+                ) as bar:
                     for start in range(0, num_simulations, self.simulation_batch_size):
-                        chunks.append(self.simulate_batch(min(self.simulation_batch_size, num_simulations - start)))
+                        chunks.append(
+                            self.simulate_batch(min(self.simulation_batch_size, num_simulations - start))
+                        )
                         bar.update(chunks[-1].theta.shape[0])
             finally:
                 np.random.set_state(numpy_state)
         pairs = Simulations(torch.cat([c.x for c in chunks]), torch.cat([c.theta for c in chunks]))
         if not bool(torch.isfinite(pairs.x).all()):
             bad = int((~torch.isfinite(pairs.x.flatten(1))).any(1).sum())
-            raise ValueError(f"{bad} of {num_simulations} simulations contain NaN or inf: make the simulator return finite values")
+            raise ValueError(
+                f"{bad} of {num_simulations} simulations contain NaN or inf: make the simulator return finite values"
+            )
         return pairs
 
     def setup(self, stage: Optional[str] = None) -> None:
@@ -205,8 +224,15 @@ class SimulatorDataModule(pl.LightningDataModule):
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Log ``data/simulations`` (the simulations run so far) at the Trainer's logging cadence."""
         trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.training and trainer.logger is not None and trainer.global_step % trainer.log_every_n_steps == 0:
-            trainer.logger.log_metrics({"data/simulations": float(self.simulation_count)}, step=trainer.global_step)
+        if (
+            trainer is not None
+            and trainer.training
+            and trainer.logger is not None
+            and trainer.global_step % trainer.log_every_n_steps == 0
+        ):
+            trainer.logger.log_metrics(
+                {"data/simulations": float(self.simulation_count)}, step=trainer.global_step
+            )
         return batch
 
     def train_dataloader(self) -> DataLoader:
@@ -218,4 +244,9 @@ class SimulatorDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         if self.val_pairs is None or self.val_pairs.x.shape[0] == 0:
             return []
-        return resumable_loader(_PairTensors(self.val_pairs), min(self.batch_size, self.val_pairs.x.shape[0]), shuffle=False, seed=self.seed)
+        return resumable_loader(
+            _PairTensors(self.val_pairs),
+            min(self.batch_size, self.val_pairs.x.shape[0]),
+            shuffle=False,
+            seed=self.seed,
+        )

@@ -1,5 +1,6 @@
 """JC-Hybrid: joint-contrastive with discriminator and denoiser estimates combined.
 See the docs' Concepts page (``docs/concepts.md``), "JCHybrid" (a library decision, measured in ``benchmarks/jc_tables.py``)."""
+
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
@@ -30,19 +31,29 @@ class JCHybrid(JCDen):
         **kwargs: see :class:`JCDen` and :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
 
-    def __init__(self, discriminator: Optional[nn.Module] = None, mix: float = 0.5, score_penalty: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        discriminator: Optional[nn.Module] = None,
+        mix: float = 0.5,
+        score_penalty: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         if not 0.0 <= mix <= 1.0:
             raise ValueError(f"mix is a weight in [0, 1], got {mix}")
         if score_penalty < 0:
             raise ValueError(f"score_penalty must be non-negative, got {score_penalty}")
         super().__init__(**kwargs)
-        self.discriminator = discriminator if discriminator is not None else self.build_network("discriminator")
+        self.discriminator = (
+            discriminator if discriminator is not None else self.build_network("discriminator")
+        )
 
     def configure_optimizers(self):
         opt_vi, opt_den = super().configure_optimizers()
         return opt_vi, opt_den, self.adam(list(self.discriminator.parameters()), self.hparams.aux_lr)
 
-    def discriminator_step(self, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None) -> dict:
+    def discriminator_step(
+        self, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> dict:
         """JCAdv's discriminator updates, with this class's penalty added."""
         return discriminator_updates(self, x, optimizer, model_joint)
 
@@ -55,15 +66,27 @@ class JCHybrid(JCDen):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_den, opt_disc = self.optimizers()
-        for x, model_joint in self.update_joints(batch):  # updates_per_batch chunks (default: the whole batch)
+        for x, model_joint in self.update_joints(
+            batch
+        ):  # updates_per_batch chunks (default: the whole batch)
             loss_den = self.denoiser_step(x, opt_den, model_joint)
             metrics = self.discriminator_step(x, opt_disc, model_joint)
 
             z = self.encoder(x)
             w = self.hparams.mix
             grad_t = input_gradient(lambda zz: self.discriminator(x, zz), z)
-            loss_encoder = score_surrogate(z, w * grad_t + (1 - w) * self.score_difference(x, z.detach())).mean()
+            loss_encoder = score_surrogate(
+                z, w * grad_t + (1 - w) * self.score_difference(x, z.detach())
+            ).mean()
             # z detached: the model's gradient is −E_q[∇_θ log p_θ(x, z)], as in JC-Den.
-            loss_model = -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean() if self.hparams.learn_model else torch.zeros((), device=x.device)
+            loss_model = (
+                -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean()
+                if self.hparams.learn_model
+                else torch.zeros((), device=x.device)
+            )
             self.optimize(opt_vi, loss_encoder + loss_model)
-        self.log_metrics("train", {**metrics, "loss_denoiser": loss_den, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True)
+        self.log_metrics(
+            "train",
+            {**metrics, "loss_denoiser": loss_den, "loss_encoder": loss_encoder, "loss_model": loss_model},
+            prog_bar=True,
+        )

@@ -8,10 +8,11 @@ does). :class:`ParameterSpace` maps that support onto all of ``R^d`` with
 discriminators and denoisers work with unit-scale, unbounded coordinates while every posterior
 sample handed back lies inside the support, in the user's units.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -38,9 +39,13 @@ class BoxUniform(Prior):
         low_t = torch.as_tensor(low, dtype=torch.get_default_dtype()).reshape(-1)
         high_t = torch.as_tensor(high, dtype=torch.get_default_dtype()).reshape(-1)
         if low_t.shape != high_t.shape or low_t.numel() == 0:
-            raise ValueError(f"BoxUniform needs low and high of the same non-zero length, got {list(low_t.shape)} and {list(high_t.shape)}")
+            raise ValueError(
+                f"BoxUniform needs low and high of the same non-zero length, got {list(low_t.shape)} and {list(high_t.shape)}"
+            )
         if not bool((high_t > low_t).all()):
-            raise ValueError(f"BoxUniform needs high > low in every dimension, got low={low_t.tolist()}, high={high_t.tolist()}")
+            raise ValueError(
+                f"BoxUniform needs high > low in every dimension, got low={low_t.tolist()}, high={high_t.tolist()}"
+            )
         super().__init__(low_t.numel())
         # Not saved: the box is configuration, and an adopted prior must add no checkpoint keys.
         self.register_buffer("low", low_t, persistent=False)
@@ -51,7 +56,9 @@ class BoxUniform(Prior):
         return constraints.independent(constraints.interval(self.low, self.high), 1)
 
     def sample(self, num_samples: int) -> Tensor:
-        return self.low + (self.high - self.low) * torch.rand(num_samples, self.dim, device=self.low.device, dtype=self.low.dtype)
+        return self.low + (self.high - self.low) * torch.rand(
+            num_samples, self.dim, device=self.low.device, dtype=self.low.dtype
+        )
 
     def log_prob(self, z: Tensor) -> Tensor:
         inside = ((z >= self.low) & (z <= self.high)).all(-1)
@@ -75,7 +82,9 @@ class DistributionPrior(Prior):
 
     def __init__(self, distribution: Distribution) -> None:
         if not isinstance(distribution, Distribution):
-            raise TypeError(f"DistributionPrior wraps a torch.distributions.Distribution, got {type(distribution).__name__}")
+            raise TypeError(
+                f"DistributionPrior wraps a torch.distributions.Distribution, got {type(distribution).__name__}"
+            )
         if len(distribution.event_shape) == 0 and len(distribution.batch_shape) == 1:
             distribution = torch.distributions.Independent(distribution, 1)
         if len(distribution.event_shape) != 1 or len(distribution.batch_shape) != 0:
@@ -201,7 +210,13 @@ class ParameterSpace(nn.Module):
         return biject_to(bounds_constraint(self.lower, self.upper))
 
     @torch.no_grad()
-    def fit(self, theta: Tensor, x: Tensor, support: constraints.Constraint = constraints.real_vector, min_std: float = 1e-6) -> None:
+    def fit(
+        self,
+        theta: Tensor,
+        x: Tensor,
+        support: constraints.Constraint = constraints.real_vector,
+        min_std: float = 1e-6,
+    ) -> None:
         """Statistics of simulated pairs ``(θ, x)``: bounds from ``support``, means and stds of ``u`` and ``x``.
 
         Args:
@@ -215,8 +230,13 @@ class ParameterSpace(nn.Module):
         self.upper.copy_(upper)
         u = self.bijection.inv(theta.to(self.lower))
         if not bool(torch.isfinite(u).all()):
-            raise ValueError("some simulated parameters lie on or outside the prior's support: the prior's samples must lie inside its support")
-        for values, mean, std in ((u, self.latent_mean, self.latent_std), (x.to(self.data_mean), self.data_mean, self.data_std)):
+            raise ValueError(
+                "some simulated parameters lie on or outside the prior's support: the prior's samples must lie inside its support"
+            )
+        for values, mean, std in (
+            (u, self.latent_mean, self.latent_std),
+            (x.to(self.data_mean), self.data_mean, self.data_std),
+        ):
             mean.copy_(values.mean(0))
             spread = values.std(0)
             std.copy_(torch.where(spread > min_std, spread, torch.ones_like(spread)))
@@ -237,7 +257,9 @@ class ParameterSpace(nn.Module):
         """``log |det ∂θ/∂z|`` per row: what a density on ``θ`` gains as a density on ``z``."""
         u = self.latent_mean + self.latent_std * z
         log_det = self.bijection.log_abs_det_jacobian(u, self.bijection(u))
-        log_det = log_det.sum(-1) if log_det.dim() == z.dim() else log_det  # elementwise vs. independent transforms
+        log_det = (
+            log_det.sum(-1) if log_det.dim() == z.dim() else log_det
+        )  # elementwise vs. independent transforms
         return log_det + self.latent_std.log().sum()
 
 

@@ -1,4 +1,5 @@
 """Classifier two-sample test (C2ST), as sbibm scores posterior samples against reference ones."""
+
 from __future__ import annotations
 
 import torch
@@ -8,7 +9,9 @@ from torch import Tensor, nn
 
 def _classifier(dim: int) -> nn.Module:
     width = 10 * dim
-    net = nn.Sequential(nn.Linear(dim, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1))
+    net = nn.Sequential(
+        nn.Linear(dim, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1)
+    )
     for layer in net[::2]:  # scikit-learn's initialisation: uniform within ±sqrt(6 / (fan_in + fan_out))
         bound = (6.0 / (layer.in_features + layer.out_features)) ** 0.5
         nn.init.uniform_(layer.weight, -bound, bound)
@@ -16,9 +19,19 @@ def _classifier(dim: int) -> nn.Module:
     return net
 
 
-def _fit_and_score(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, generator: torch.Generator,
-                   max_epochs: int, batch_size: int = 200, lr: float = 1e-3, weight_decay: float = 1e-4,
-                   tol: float = 1e-4, patience: int = 10) -> float:
+def _fit_and_score(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+    generator: torch.Generator,
+    max_epochs: int,
+    batch_size: int = 200,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    tol: float = 1e-4,
+    patience: int = 10,
+) -> float:
     """Train the classifier as scikit-learn's ``MLPClassifier`` does by default (Adam, batches of
     200, L2 1e-4, stop once the training loss has not improved by ``tol`` for ``patience`` epochs)."""
     torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
@@ -29,7 +42,12 @@ def _fit_and_score(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Ten
         total = 0.0
         for idx in torch.randperm(n, generator=generator).split(batch_size):
             loss = F.binary_cross_entropy_with_logits(net(train_x[idx]).squeeze(1), train_y[idx])
-            penalty = 0.5 * weight_decay * sum(p.pow(2).sum() for name, p in net.named_parameters() if name.endswith("weight")) / len(idx)
+            penalty = (
+                0.5
+                * weight_decay
+                * sum(p.pow(2).sum() for name, p in net.named_parameters() if name.endswith("weight"))
+                / len(idx)
+            )
             optimizer.zero_grad(set_to_none=True)
             (loss + penalty).backward()
             optimizer.step()
@@ -46,7 +64,9 @@ def _fit_and_score(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Ten
         return ((net(test_x).squeeze(1) > 0).float() == test_y).float().mean().item()
 
 
-def c2st(reference: Tensor, samples: Tensor, folds: int = 5, seed: int = 1, max_epochs: int = 10_000) -> float:
+def c2st(
+    reference: Tensor, samples: Tensor, folds: int = 5, seed: int = 1, max_epochs: int = 10_000
+) -> float:
     """Cross-validated accuracy of a classifier telling ``samples`` from ``reference``.
 
     sbibm's definition: both sets z-scored with the reference's mean and std; an MLP with two
@@ -67,7 +87,9 @@ def c2st(reference: Tensor, samples: Tensor, folds: int = 5, seed: int = 1, max_
     (True, True)
     """
     if reference.dim() != 2 or samples.dim() != 2 or reference.shape[1] != samples.shape[1]:
-        raise ValueError(f"c2st takes two sample sets [n, dim] of the same dim, got {list(reference.shape)} and {list(samples.shape)}")
+        raise ValueError(
+            f"c2st takes two sample sets [n, dim] of the same dim, got {list(reference.shape)} and {list(samples.shape)}"
+        )
     if not (bool(torch.isfinite(reference).all()) and bool(torch.isfinite(samples).all())):
         raise ValueError("c2st: the samples contain NaN or inf")
     if folds < 2:
@@ -83,5 +105,7 @@ def c2st(reference: Tensor, samples: Tensor, folds: int = 5, seed: int = 1, max_
         for test in order.chunk(folds):
             train = torch.ones(data.shape[0], dtype=torch.bool)
             train[test] = False
-            scores.append(_fit_and_score(data[train], labels[train], data[test], labels[test], generator, max_epochs))
+            scores.append(
+                _fit_and_score(data[train], labels[train], data[test], labels[test], generator, max_epochs)
+            )
     return sum(scores) / len(scores)

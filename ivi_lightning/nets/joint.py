@@ -1,5 +1,6 @@
 """Networks on joints ``(x, z)`` for the joint-contrastive family: a joint denoiser and a
 deterministic encoder (BiGAN), registered in the factory for the ``"mlp"`` architecture."""
+
 from __future__ import annotations
 
 import math
@@ -17,7 +18,9 @@ def joint_noise_levels(noise_std: float, data_noise_std: Optional[float]) -> Tup
     """``(noise_std, data_noise_std)`` of a joint denoiser, the data's defaulting to the latent's, both checked positive."""
     data_noise_std = noise_std if data_noise_std is None else data_noise_std
     if noise_std <= 0 or data_noise_std <= 0:
-        raise ValueError(f"joint denoiser noise levels must be positive, got noise_std={noise_std}, data_noise_std={data_noise_std}")
+        raise ValueError(
+            f"joint denoiser noise levels must be positive, got noise_std={noise_std}, data_noise_std={data_noise_std}"
+        )
     return float(noise_std), float(data_noise_std)
 
 
@@ -62,7 +65,9 @@ class JointDenoiser(nn.Module):
         inputs = self.data_dim + self.latent_dim + int(self.noise_conditional)
         self.net = MLP(inputs, self.data_dim + self.latent_dim, hidden, act)
 
-    def forward(self, x_noisy: Tensor, z_noisy: Tensor, noise_std: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    def forward(
+        self, x_noisy: Tensor, z_noisy: Tensor, noise_std: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
         """Denoised ``(x, z)``; ``noise_std`` (``[batch, 1]``) is each example's ``σ_z`` for a
         noise-conditional denoiser (default: the fixed ``noise_std``)."""
         parts = [x_noisy.flatten(1), z_noisy]
@@ -90,7 +95,9 @@ class DeterministicEncoder(nn.Module):
     True
     """
 
-    def __init__(self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "silu") -> None:
+    def __init__(
+        self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "silu"
+    ) -> None:
         super().__init__()
         self.net = MLP(math.prod(as_shape(data_shape)), latent_dim, hidden, act)
 
@@ -99,8 +106,12 @@ class DeterministicEncoder(nn.Module):
 
 
 @register("mlp", "joint_denoiser")
-def _mlp_joint_denoiser(data_shape, latent_dim, noise_std, hidden=(256, 256), data_noise_std=None, noise_conditional=False):
-    return JointDenoiser(data_shape, latent_dim, noise_std, hidden, data_noise_std, noise_conditional=noise_conditional)
+def _mlp_joint_denoiser(
+    data_shape, latent_dim, noise_std, hidden=(256, 256), data_noise_std=None, noise_conditional=False
+):
+    return JointDenoiser(
+        data_shape, latent_dim, noise_std, hidden, data_noise_std, noise_conditional=noise_conditional
+    )
 
 
 @register("mlp", "deterministic_encoder")

@@ -4,6 +4,7 @@ discriminators ``T(x, z)`` and conditional denoisers ``F(z̃; x)``.
 Every network flattens ``x``, so vector data (``data_shape=4``) and small images
 (``data_shape=(1, 28, 28)``) both work.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,14 @@ from torch import Tensor, nn
 
 from ivi_lightning.shapes import DataShape, as_shape
 
-ACTIVATIONS = {"silu": nn.SiLU, "elu": nn.ELU, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "softplus": nn.Softplus}
+ACTIVATIONS = {
+    "silu": nn.SiLU,
+    "elu": nn.ELU,
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+}
 
 
 def activation(name: str) -> nn.Module:
@@ -37,7 +45,9 @@ class MLP(nn.Sequential):
     torch.Size([5, 2])
     """
 
-    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int] = (256, 256), act: str = "silu") -> None:
+    def __init__(
+        self, in_features: int, out_features: int, hidden: Sequence[int] = (256, 256), act: str = "silu"
+    ) -> None:
         layers = []
         sizes = [in_features, *hidden]
         for a, b in zip(sizes[:-1], sizes[1:]):
@@ -100,7 +110,9 @@ class ImplicitEncoder(nn.Module):
         components = self.noise_components if self.noise_components > 1 else 0
         sizes = [self.data_dim + (noise_dim if self.input_noise else 0) + components, *hidden]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.noise_maps = nn.ModuleList(nn.Linear(noise_dim, b, bias=False) for b in hidden) if hidden_noise else None
+        self.noise_maps = (
+            nn.ModuleList(nn.Linear(noise_dim, b, bias=False) for b in hidden) if hidden_noise else None
+        )
         self.act = activation(act)
         self.out = nn.Linear(sizes[-1], latent_dim)
 
@@ -114,7 +126,9 @@ class ImplicitEncoder(nn.Module):
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if self.noise_maps is not None:
-                h = h + self.noise_maps[i](torch.randn(h.shape[0], self.noise_dim, device=h.device, dtype=h.dtype))
+                h = h + self.noise_maps[i](
+                    torch.randn(h.shape[0], self.noise_dim, device=h.device, dtype=h.dtype)
+                )
             h = self.act(h)
         return self.out(h)
 
@@ -159,10 +173,19 @@ class LocationScaleEncoder(nn.Module):
     (torch.Size([5, 3, 2]), torch.Size([3, 2]))
     """
 
-    def __init__(self, gaussian: nn.Module, latent_dim: int, noise_dim: int = 8, hidden: Sequence[int] = (64,), act: str = "silu") -> None:
+    def __init__(
+        self,
+        gaussian: nn.Module,
+        latent_dim: int,
+        noise_dim: int = 8,
+        hidden: Sequence[int] = (64,),
+        act: str = "silu",
+    ) -> None:
         super().__init__()
         if not hasattr(gaussian, "moments"):
-            raise ValueError(f"LocationScaleEncoder needs an encoder with moments(x) -> (mean, std), got {type(gaussian).__name__}")
+            raise ValueError(
+                f"LocationScaleEncoder needs an encoder with moments(x) -> (mean, std), got {type(gaussian).__name__}"
+            )
         if noise_dim <= 0:
             raise ValueError(f"noise_dim must be positive, got {noise_dim}")
         self.gaussian, self.latent_dim, self.noise_dim = gaussian, int(latent_dim), int(noise_dim)
@@ -206,7 +229,9 @@ class GaussianEncoder(GaussianPosterior):
     (torch.Size([3, 2]), True)
     """
 
-    def __init__(self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "silu") -> None:
+    def __init__(
+        self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "silu"
+    ) -> None:
         super().__init__()
         self.net = MLP(_flat_dim(data_shape), 2 * latent_dim, hidden, act)
 
@@ -227,7 +252,9 @@ class Decoder(nn.Module):
     torch.Size([3, 1, 4, 4])
     """
 
-    def __init__(self, latent_dim: int, data_shape: DataShape, hidden: Sequence[int] = (256, 256), act: str = "silu") -> None:
+    def __init__(
+        self, latent_dim: int, data_shape: DataShape, hidden: Sequence[int] = (256, 256), act: str = "silu"
+    ) -> None:
         super().__init__()
         self.data_shape = as_shape(data_shape)
         self.net = MLP(latent_dim, math.prod(self.data_shape), hidden, act)
@@ -251,7 +278,9 @@ class Discriminator(nn.Module):
     torch.Size([3])
     """
 
-    def __init__(self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "silu") -> None:
+    def __init__(
+        self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "silu"
+    ) -> None:
         super().__init__()
         self.net = MLP(_flat_dim(data_shape) + latent_dim, 1, hidden, act)
 
@@ -277,7 +306,12 @@ class Denoiser(nn.Module):
     """
 
     def __init__(
-        self, data_shape: DataShape, latent_dim: int, noise_std: float, hidden: Sequence[int] = (256, 256), act: str = "silu"
+        self,
+        data_shape: DataShape,
+        latent_dim: int,
+        noise_std: float,
+        hidden: Sequence[int] = (256, 256),
+        act: str = "silu",
     ) -> None:
         super().__init__()
         if noise_std <= 0:

@@ -1,10 +1,11 @@
-"""Simulation-based inference: pairs ``(θ, x)`` from a prior and a simulator, with a fixed budget or online."""
+"""Simulation-based inference: pairs ``(θ, x)`` from a prior and a simulator, with a fixed budget or
+online."""
 
 from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import pytorch_lightning as pl
@@ -85,17 +86,21 @@ class SimulatorDataModule(pl.LightningDataModule):
     Args:
         prior: ``p(θ)``: a :class:`~ivi_lightning.distributions.Prior` or any
             ``torch.distributions.Distribution`` over vectors (e.g. sbi's ``BoxUniform``).
-        simulator: ``θ [n, dim] -> x [n, *data_shape]``: a function, or a ``Likelihood`` (its ``sample``).
+        simulator: ``θ [n, dim] -> x [n, *data_shape]``: a function, or a ``Likelihood`` (its
+            ``sample``).
         num_simulations: the simulation budget, or ``None`` for online simulation.
         batch_size: pairs per training batch.
         val_fraction: share of the budget (or of the reference pairs) kept for validation.
         simulation_batch_size: parameters passed to the simulator at once.
-        reference_simulations: online mode only: pairs simulated once for standardisation and validation.
+        reference_simulations: online mode only: pairs simulated once for standardisation and
+            validation.
         online_epoch_batches: online mode only: batches per epoch.
         seed: seed of the simulated pairs (and of their order).
 
     >>> from ivi_lightning.distributions.support import BoxUniform
-    >>> dm = SimulatorDataModule(BoxUniform([-1.0, -1.0], [1.0, 1.0]), TwoMoonsSimulator(), num_simulations=100, batch_size=10)
+    >>> dm = SimulatorDataModule(
+    ...     BoxUniform([-1.0, -1.0], [1.0, 1.0]), TwoMoonsSimulator(), num_simulations=100, batch_size=10
+    ... )
     >>> dm.setup("fit")
     >>> dm.data_shape, dm.latent_dim, dm.simulation_count
     ((2,), 2, 100)
@@ -124,7 +129,8 @@ class SimulatorDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if num_simulations is not None and (not isinstance(num_simulations, int) or num_simulations <= 0):
             raise ValueError(
-                f"num_simulations must be a positive integer (the budget) or None (online), got {num_simulations!r}"
+                "num_simulations must be a positive integer (the budget) or None (online), "
+                f"got {num_simulations!r}"
             )
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -144,8 +150,8 @@ class SimulatorDataModule(pl.LightningDataModule):
         self.num_train = stored - int(round(val_fraction * stored)) if num_simulations is not None else 0
         if num_simulations is not None and self.num_train < batch_size:
             raise ValueError(
-                f"num_simulations={num_simulations} leaves {self.num_train} training pairs, fewer than one batch of "
-                f"batch_size={batch_size}: lower batch_size or raise num_simulations"
+                f"num_simulations={num_simulations} leaves {self.num_train} training pairs, "
+                f"fewer than one batch of batch_size={batch_size}: lower batch_size or raise num_simulations"
             )
         self.train_pairs: Optional[Simulations] = None
         self.val_pairs: Optional[Simulations] = None
@@ -159,7 +165,8 @@ class SimulatorDataModule(pl.LightningDataModule):
         return x
 
     def _probe_shape(self) -> Tuple[int, ...]:
-        """The shape of one simulation, from two parameters of the prior (not counted, random streams untouched)."""
+        """The shape of one simulation, from two parameters of the prior (not counted, random streams
+        untouched)."""
         with torch.random.fork_rng(devices=[]):
             theta = self.prior.sample(2)
             if tuple(theta.shape) != (2, self.prior.dim):
@@ -170,7 +177,8 @@ class SimulatorDataModule(pl.LightningDataModule):
         self.simulation_count = 0
         if x.dim() < 2 or x.shape[0] != 2:
             raise ValueError(
-                f"the simulator must return one simulation per parameter, [n, *data_shape]: for n = 2 it returned {list(x.shape)}"
+                "the simulator must return one simulation per parameter, [n, *data_shape]: "
+                f"for n = 2 it returned {list(x.shape)}"
             )
         return tuple(x.shape[1:])
 
@@ -180,7 +188,8 @@ class SimulatorDataModule(pl.LightningDataModule):
         return Simulations(self._simulate(theta).to(theta.dtype), theta)
 
     def simulate(self, num_simulations: int, seed: int) -> Simulations:
-        """``num_simulations`` pairs, reproducible from ``seed``, leaving the global random streams untouched."""
+        """``num_simulations`` pairs, reproducible from ``seed``, leaving the global random streams
+        untouched."""
         chunks = []
         numpy_state = np.random.get_state()
         with torch.random.fork_rng(devices=[]):
@@ -201,7 +210,8 @@ class SimulatorDataModule(pl.LightningDataModule):
         if not bool(torch.isfinite(pairs.x).all()):
             bad = int((~torch.isfinite(pairs.x.flatten(1))).any(1).sum())
             raise ValueError(
-                f"{bad} of {num_simulations} simulations contain NaN or inf: make the simulator return finite values"
+                f"{bad} of {num_simulations} simulations contain NaN or inf: "
+                "make the simulator return finite values"
             )
         return pairs
 
@@ -217,8 +227,11 @@ class SimulatorDataModule(pl.LightningDataModule):
             self.val_pairs = Simulations(*(t[:num_val] for t in stored))
 
     def training_simulations(self) -> Tuple[Tensor, Tensor]:
-        """``(θ, x)`` of the training pairs (online: the reference pairs), from which standardisation is fitted."""
+        """``(θ, x)`` of the training pairs (online: the reference pairs), from which standardisation is
+        fitted."""
         self.setup("fit")
+        if self.train_pairs is None:
+            raise RuntimeError("the training pairs are missing after setup(): call setup() first")
         return self.train_pairs.theta, self.train_pairs.x
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -239,9 +252,11 @@ class SimulatorDataModule(pl.LightningDataModule):
         if self.num_simulations is None:
             fresh = _FreshSimulations(self, self.online_epoch_batches * self.batch_size)
             return resumable_loader(fresh, self.batch_size, shuffle=True, seed=self.seed)
+        if self.train_pairs is None:
+            raise RuntimeError("no training pairs: call setup() first")
         return resumable_loader(_PairTensors(self.train_pairs), self.batch_size, shuffle=True, seed=self.seed)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> Union[DataLoader, List[DataLoader]]:
         if self.val_pairs is None or self.val_pairs.x.shape[0] == 0:
             return []
         return resumable_loader(

@@ -55,7 +55,8 @@ class JCAdv(ImplicitVI):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         super().__init__(aux_steps=aux_steps, **kwargs)
-        # An attribute, not only an hparam: subclasses fix the loss and the CLI records only their own arguments.
+        # An attribute, not only an hparam: subclasses fix the loss and the CLI records only their own
+        # arguments.
         self.loss_kind = loss
         self.discriminator = (
             discriminator if discriminator is not None else self.build_network("discriminator")
@@ -85,14 +86,17 @@ class JCAdv(ImplicitVI):
                     part == "likelihood" or any(True for _ in value.parameters())
                 ):
                     raise ValueError(
-                        f"{name}(loss='kl', learn_model=True) learns the model by maximum likelihood on encoder samples, "
-                        f"which needs log_prob of the {part}, but {type(value).__name__} is implicit (sample only). "
-                        "Use JCAdvRMD to learn an implicit model, or loss='ali', or learn_model=False for inference only."
+                        f"{name}(loss='kl', learn_model=True) learns the model by maximum likelihood "
+                        f"on encoder samples, which needs log_prob of the {part}, "
+                        f"but {type(value).__name__} is implicit (sample only). "
+                        "Use JCAdvRMD to learn an implicit model, or loss='ali', "
+                        "or learn_model=False for inference only."
                     )
         elif isinstance(self.likelihood, BernoulliLikelihood):
             raise ValueError(
-                f"{name}(loss={self.loss_kind!r}, learn_model=True) trains the generator through its samples, but "
-                "Bernoulli samples are not reparameterised: use likelihood_family='gaussian' or an ImplicitLikelihood"
+                f"{name}(loss={self.loss_kind!r}, learn_model=True) trains the generator through its "
+                "samples, but Bernoulli samples are not reparameterised: "
+                "use likelihood_family='gaussian' or an ImplicitLikelihood"
             )
 
     def auxiliary_networks(self) -> list:

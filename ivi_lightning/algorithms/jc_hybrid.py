@@ -1,5 +1,6 @@
 """JC-Hybrid: joint-contrastive with discriminator and denoiser estimates combined.
-See the docs' Concepts page (``docs/concepts.md``), "JCHybrid" (a library decision, measured in ``benchmarks/jc_tables.py``)."""
+See the docs' Concepts page (``docs/concepts.md``), "JCHybrid" (a library decision, measured in
+``benchmarks/jc_tables.py``)."""
 
 from __future__ import annotations
 

@@ -35,16 +35,21 @@ class BoxUniform(Prior):
     tensor([-2.0794,    -inf])
     """
 
+    low: Tensor  # buffers: the box's corners
+    high: Tensor
+
     def __init__(self, low: Union[Sequence[float], Tensor], high: Union[Sequence[float], Tensor]) -> None:
         low_t = torch.as_tensor(low, dtype=torch.get_default_dtype()).reshape(-1)
         high_t = torch.as_tensor(high, dtype=torch.get_default_dtype()).reshape(-1)
         if low_t.shape != high_t.shape or low_t.numel() == 0:
             raise ValueError(
-                f"BoxUniform needs low and high of the same non-zero length, got {list(low_t.shape)} and {list(high_t.shape)}"
+                "BoxUniform needs low and high of the same non-zero length, "
+                f"got {list(low_t.shape)} and {list(high_t.shape)}"
             )
         if not bool((high_t > low_t).all()):
             raise ValueError(
-                f"BoxUniform needs high > low in every dimension, got low={low_t.tolist()}, high={high_t.tolist()}"
+                "BoxUniform needs high > low in every dimension, "
+                f"got low={low_t.tolist()}, high={high_t.tolist()}"
             )
         super().__init__(low_t.numel())
         # Not saved: the box is configuration, and an adopted prior must add no checkpoint keys.
@@ -83,7 +88,8 @@ class DistributionPrior(Prior):
     def __init__(self, distribution: Distribution) -> None:
         if not isinstance(distribution, Distribution):
             raise TypeError(
-                f"DistributionPrior wraps a torch.distributions.Distribution, got {type(distribution).__name__}"
+                "DistributionPrior wraps a torch.distributions.Distribution, "
+                f"got {type(distribution).__name__}"
             )
         if len(distribution.event_shape) == 0 and len(distribution.batch_shape) == 1:
             distribution = torch.distributions.Independent(distribution, 1)
@@ -97,7 +103,13 @@ class DistributionPrior(Prior):
 
     @property
     def support(self) -> constraints.Constraint:
-        return self.distribution.support
+        support = self.distribution.support
+        if support is None:
+            raise ValueError(
+                f"the prior's distribution {type(self.distribution).__name__} declares no support "
+                "(its .support is None): a prior must declare where its samples live"
+            )
+        return support
 
     def sample(self, num_samples: int) -> Tensor:
         return self.distribution.sample((num_samples,)).to(self._anchor.device)
@@ -117,7 +129,8 @@ def as_prior(prior: Union[Prior, Distribution]) -> Prior:
     if isinstance(prior, Distribution):
         return DistributionPrior(prior)
     raise TypeError(
-        f"a prior must be an ivi_lightning Prior or a torch.distributions.Distribution, got {type(prior).__name__}: "
+        "a prior must be an ivi_lightning Prior or a torch.distributions.Distribution, "
+        f"got {type(prior).__name__}: "
         "wrap your sampler in a Prior subclass (sample(n) -> [n, dim]) or pass e.g. BoxUniform(low, high)"
     )
 
@@ -149,7 +162,8 @@ def support_bounds(support: constraints.Constraint, dim: int) -> Tuple[Tensor, T
     if isinstance(base, constraints.less_than):
         return full(-math.inf), full(base.upper_bound)
     raise ValueError(
-        f"a prior's support must be R^d, a box or a half-line for posterior samples to be mapped into it, got {support}: "
+        "a prior's support must be R^d, a box or a half-line for posterior samples to be mapped into it, "
+        f"got {support}: "
         "reparameterise the prior (sample an unconstrained vector and transform it in the simulator)"
     )
 
@@ -170,7 +184,8 @@ def bounds_constraint(lower: Tensor, upper: Tensor) -> constraints.Constraint:
     if bool(high_finite.all() and not low_finite.any()):
         return constraints.independent(constraints.less_than(upper), 1)
     raise ValueError(
-        f"every dimension of the support must be bounded alike (all boxes, all half-lines or none), got lower={lower.tolist()}, "
+        "every dimension of the support must be bounded alike (all boxes, all half-lines or none), "
+        f"got lower={lower.tolist()}, "
         f"upper={upper.tolist()}: give the prior one kind of support"
     )
 
@@ -193,6 +208,14 @@ class ParameterSpace(nn.Module):
     >>> bool(((theta > 0) & (theta < 2)).all())
     True
     """
+
+    # Buffers (saved with the model): statistics of the fitted pairs and the support's bounds.
+    data_mean: Tensor
+    data_std: Tensor
+    latent_mean: Tensor
+    latent_std: Tensor
+    lower: Tensor
+    upper: Tensor
 
     def __init__(self, latent_dim: int, data_shape: DataShape) -> None:
         super().__init__()
@@ -217,7 +240,8 @@ class ParameterSpace(nn.Module):
         support: constraints.Constraint = constraints.real_vector,
         min_std: float = 1e-6,
     ) -> None:
-        """Statistics of simulated pairs ``(θ, x)``: bounds from ``support``, means and stds of ``u`` and ``x``.
+        """Statistics of simulated pairs ``(θ, x)``: bounds from ``support``, means and stds of ``u``
+        and ``x``.
 
         Args:
             theta: parameters ``[n, latent_dim]`` (inside ``support``).
@@ -231,7 +255,8 @@ class ParameterSpace(nn.Module):
         u = self.bijection.inv(theta.to(self.lower))
         if not bool(torch.isfinite(u).all()):
             raise ValueError(
-                "some simulated parameters lie on or outside the prior's support: the prior's samples must lie inside its support"
+                "some simulated parameters lie on or outside the prior's support: "
+                "the prior's samples must lie inside its support"
             )
         for values, mean, std in (
             (u, self.latent_mean, self.latent_std),
@@ -289,10 +314,12 @@ class LatentPrior(Prior):
 
 
 class SimulatorLikelihood(Likelihood):
-    """A simulator ``θ -> x`` (sample only) seen in a :class:`ParameterSpace`: ``x̃ = standardize(simulator(θ(z)))``.
+    """A simulator ``θ -> x`` (sample only) seen in a :class:`ParameterSpace`:
+    ``x̃ = standardize(simulator(θ(z)))``.
 
     Args:
-        simulator: a callable ``θ [n, dim] -> x [n, *data_shape]`` (or a :class:`Likelihood`, its ``sample``).
+        simulator: a callable ``θ [n, dim] -> x [n, *data_shape]`` (or a :class:`Likelihood`, its
+            ``sample``).
         space: the parameter space.
     """
 

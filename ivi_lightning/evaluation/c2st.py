@@ -12,7 +12,8 @@ def _classifier(dim: int) -> nn.Module:
     net = nn.Sequential(
         nn.Linear(dim, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 1)
     )
-    for layer in net[::2]:  # scikit-learn's initialisation: uniform within ±sqrt(6 / (fan_in + fan_out))
+    linears = [layer for layer in net if isinstance(layer, nn.Linear)]
+    for layer in linears:  # scikit-learn's initialisation: uniform within ±sqrt(6 / (fan_in + fan_out))
         bound = (6.0 / (layer.in_features + layer.out_features)) ** 0.5
         nn.init.uniform_(layer.weight, -bound, bound)
         nn.init.uniform_(layer.bias, -bound, bound)
@@ -88,7 +89,8 @@ def c2st(
     """
     if reference.dim() != 2 or samples.dim() != 2 or reference.shape[1] != samples.shape[1]:
         raise ValueError(
-            f"c2st takes two sample sets [n, dim] of the same dim, got {list(reference.shape)} and {list(samples.shape)}"
+            "c2st takes two sample sets [n, dim] of the same dim, "
+            f"got {list(reference.shape)} and {list(samples.shape)}"
         )
     if not (bool(torch.isfinite(reference).all()) and bool(torch.isfinite(samples).all())):
         raise ValueError("c2st: the samples contain NaN or inf")

@@ -15,11 +15,13 @@ from ivi_lightning.shapes import DataShape, as_shape
 
 
 def joint_noise_levels(noise_std: float, data_noise_std: Optional[float]) -> Tuple[float, float]:
-    """``(noise_std, data_noise_std)`` of a joint denoiser, the data's defaulting to the latent's, both checked positive."""
+    """``(noise_std, data_noise_std)`` of a joint denoiser, the data's defaulting to the latent's, both
+    checked positive."""
     data_noise_std = noise_std if data_noise_std is None else data_noise_std
     if noise_std <= 0 or data_noise_std <= 0:
         raise ValueError(
-            f"joint denoiser noise levels must be positive, got noise_std={noise_std}, data_noise_std={data_noise_std}"
+            "joint denoiser noise levels must be positive, "
+            f"got noise_std={noise_std}, data_noise_std={data_noise_std}"
         )
     return float(noise_std), float(data_noise_std)
 

@@ -8,7 +8,7 @@ Every network flattens ``x``, so vector data (``data_shape=4``) and small images
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple
+from typing import Protocol, Sequence, Tuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -150,6 +150,12 @@ class GaussianPosterior(nn.Module):
         return mean + std * torch.randn_like(std)
 
 
+class _MomentEncoder(Protocol):
+    """An encoder with ``moments(x) -> (mean, std)`` (as :class:`GaussianPosterior`)."""
+
+    def moments(self, x: Tensor) -> Tuple[Tensor, Tensor]: ...
+
+
 class LocationScaleEncoder(nn.Module):
     """Implicit posterior in location–scale form: ``z = μ(x) + σ(x) ⊙ u``.
 
@@ -184,19 +190,22 @@ class LocationScaleEncoder(nn.Module):
         super().__init__()
         if not hasattr(gaussian, "moments"):
             raise ValueError(
-                f"LocationScaleEncoder needs an encoder with moments(x) -> (mean, std), got {type(gaussian).__name__}"
+                "LocationScaleEncoder needs an encoder with moments(x) -> (mean, std), "
+                f"got {type(gaussian).__name__}"
             )
         if noise_dim <= 0:
             raise ValueError(f"noise_dim must be positive, got {noise_dim}")
         self.gaussian, self.latent_dim, self.noise_dim = gaussian, int(latent_dim), int(noise_dim)
         self.warp = MLP(3 * self.latent_dim + self.noise_dim, self.latent_dim, hidden, act)
-        nn.init.zeros_(self.warp[-1].weight)
-        nn.init.zeros_(self.warp[-1].bias)
+        out = self.warp[-1]
+        assert isinstance(out, nn.Linear)  # an MLP ends with a linear layer
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
 
     def location_scale(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """``(μ(x), σ(x))``, each ``[batch, latent_dim]``. Not the moments of ``q`` (``u`` is not
         standard), hence not named ``moments``: that marks an explicit Gaussian encoder (IWAE)."""
-        return self.gaussian.moments(x)
+        return cast(_MomentEncoder, self.gaussian).moments(x)
 
     @staticmethod
     def context(mean: Tensor, std: Tensor) -> Tensor:
@@ -204,7 +213,8 @@ class LocationScaleEncoder(nn.Module):
         return torch.cat([mean, std.log()], 1)
 
     def warped_noise(self, mean: Tensor, std: Tensor, num_samples: int = 1) -> Tensor:
-        """``num_samples`` draws of ``u`` per example given ``(μ, σ)``: ``[num_samples, batch, latent_dim]``."""
+        """``num_samples`` draws of ``u`` per example given ``(μ, σ)``:
+        ``[num_samples, batch, latent_dim]``."""
         eta = torch.randn(num_samples, *mean.shape, device=mean.device, dtype=mean.dtype)
         eps = torch.randn(num_samples, mean.shape[0], self.noise_dim, device=mean.device, dtype=mean.dtype)
         context = self.context(mean, std).expand(num_samples, *mean.shape[:1], 2 * self.latent_dim)

@@ -62,7 +62,8 @@ class JCDen(ImplicitVI):
             )
         if max_noise_std is not None and max_noise_std <= noise_std:
             raise ValueError(
-                f"max_noise_std must exceed noise_std={noise_std} (or be None for one level), got {max_noise_std}"
+                f"max_noise_std must exceed noise_std={noise_std} (or be None for one level), "
+                f"got {max_noise_std}"
             )
         if model_score not in MODEL_SCORES:
             raise ValueError(f"model_score must be one of {', '.join(MODEL_SCORES)}, got {model_score!r}")
@@ -102,15 +103,18 @@ class JCDen(ImplicitVI):
             has_log_prob(self.prior) and has_log_prob(self.likelihood)
         ):
             raise ValueError(
-                f"{name}(model_score='density') needs log_prob of the prior and likelihood: use model_score='denoiser' (likelihood-free)"
+                f"{name}(model_score='density') needs log_prob of the prior and likelihood: "
+                "use model_score='denoiser' (likelihood-free)"
             )
         if self.max_noise_std is not None and not self.uses_model_denoiser:
             raise ValueError(
-                f"{name}(max_noise_std=...) smooths both scores, so it needs the model denoiser: set model_score='denoiser'"
+                f"{name}(max_noise_std=...) smooths both scores, so it needs the model denoiser: "
+                "set model_score='denoiser'"
             )
         if self.hparams.learn_model and self.uses_model_denoiser:
             raise ValueError(
-                f"{name}(learn_model=True) learns the model by maximum likelihood on encoder samples, which needs log_prob "
+                f"{name}(learn_model=True) learns the model by maximum likelihood on encoder samples, "
+                "which needs log_prob "
                 "of the prior and likelihood: use JCAdvRMD to learn an implicit model, or learn_model=False"
             )
 
@@ -144,10 +148,16 @@ class JCDen(ImplicitVI):
                 return denoiser_score(denoiser(x, z)[1], z, self.noise_std)
             return denoiser_score(denoiser(x, z, levels)[1], z, levels)
 
+    def model_denoiser_network(self) -> nn.Module:
+        """The model denoiser (there is none with ``model_score="density"``)."""
+        if self.model_denoiser is None:
+            raise RuntimeError(f"{type(self).__name__}(model_score='density') has no model denoiser")
+        return self.model_denoiser
+
     def model_score(self, x: Tensor, z: Tensor) -> Tensor:
         """``∇_z log p(x, z)``: by autograd of the densities, or from the model denoiser."""
         if self.uses_model_denoiser:
-            return self.joint_score(self.model_denoiser, x, z)
+            return self.joint_score(self.model_denoiser_network(), x, z)
         return input_gradient(lambda zz: self.likelihood.log_prob(x, zz) + self.prior.log_prob(zz), z)
 
     def score_difference(self, x: Tensor, z: Tensor) -> Tensor:
@@ -162,7 +172,7 @@ class JCDen(ImplicitVI):
             return self.joint_score(self.denoiser, x, z) - self.model_score(x, z)
         z_noisy = z + levels * torch.randn_like(z)
         return self.joint_score(self.denoiser, x, z_noisy, levels) - self.joint_score(
-            self.model_denoiser, x, z_noisy, levels
+            self.model_denoiser_network(), x, z_noisy, levels
         )
 
     def denoiser_step(
@@ -178,7 +188,7 @@ class JCDen(ImplicitVI):
                     joint = model_joint if model_joint is not None else self.sample_model(x.shape[0])
             loss = self.joint_denoising_loss(self.denoiser, x, z)
             if joint is not None:
-                loss = loss + self.joint_denoising_loss(self.model_denoiser, *joint)
+                loss = loss + self.joint_denoising_loss(self.model_denoiser_network(), *joint)
             self.optimize(optimizer, loss)
         return loss
 
@@ -191,7 +201,7 @@ class JCDen(ImplicitVI):
             metrics = {"val/denoising_loss": self.joint_denoising_loss(self.denoiser, x, self.encoder(x))}
             if self.uses_model_denoiser:
                 metrics["val/model_denoising_loss"] = self.joint_denoising_loss(
-                    self.model_denoiser, x, self.parameter_space.to_latent(batch.theta)
+                    self.model_denoiser_network(), x, self.parameter_space.to_latent(batch.theta)
                 )
             self.log_dict(metrics, sync_dist=True)
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ivi_lightning.data import Simulations, resumable_loader
 from ivi_lightning.distributions import Likelihood, Prior
-from ivi_lightning.distributions.support import as_prior
+from ivi_lightning.distributions.support import as_prior, simulate_with
 
 Simulator = Union[Likelihood, Callable[[Tensor], Tensor]]
 
@@ -157,8 +157,7 @@ class SimulatorDataModule(pl.LightningDataModule):
         self.val_pairs: Optional[Simulations] = None
 
     def _simulate(self, theta: Tensor) -> Tensor:
-        simulate = self.simulator.sample if isinstance(self.simulator, Likelihood) else self.simulator
-        x = simulate(theta)
+        x = simulate_with(self.simulator)(theta)
         if not isinstance(x, Tensor):
             x = torch.as_tensor(np.asarray(x), dtype=theta.dtype)
         self.simulation_count += theta.shape[0]

@@ -12,7 +12,7 @@ sample handed back lies inside the support, in the user's units.
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple, Union
+from typing import Callable, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -288,7 +288,23 @@ class ParameterSpace(nn.Module):
         return log_det + self.latent_std.log().sum()
 
 
-class LatentPrior(Prior):
+def simulate_with(simulator: Union[Likelihood, Callable[[Tensor], Tensor]]) -> Callable[[Tensor], Tensor]:
+    """``θ -> x`` of a simulator given as a function or as a :class:`Likelihood` (its ``sample``)."""
+    return simulator.sample if isinstance(simulator, Likelihood) else simulator
+
+
+class _SpaceView:
+    """Holds an algorithm's :class:`ParameterSpace` without owning it: the algorithm registers (and
+    saves) it, so a part seen in that space must not add it to the state dict a second time."""
+
+    _held: Tuple[ParameterSpace]
+
+    @property
+    def space(self) -> ParameterSpace:
+        return self._held[0]
+
+
+class LatentPrior(_SpaceView, Prior):
     """A prior on ``θ`` seen in a :class:`ParameterSpace`'s latent ``z``: samples ``to_latent(θ)``,
     density ``p(θ(z)) |det ∂θ/∂z|``.
 
@@ -300,11 +316,7 @@ class LatentPrior(Prior):
     def __init__(self, prior: Prior, space: ParameterSpace) -> None:
         super().__init__(prior.dim)
         self.prior = prior
-        self._held = (space,)  # held, not owned: the algorithm owns (and saves) its parameter space
-
-    @property
-    def space(self) -> ParameterSpace:
-        return self._held[0]
+        self._held = (space,)
 
     def sample(self, num_samples: int) -> Tensor:
         return self.space.to_latent(self.prior.sample(num_samples).to(self.space.latent_mean))
@@ -313,7 +325,7 @@ class LatentPrior(Prior):
         return self.prior.log_prob(self.space.to_parameter(z)) + self.space.log_abs_det_jacobian(z)
 
 
-class SimulatorLikelihood(Likelihood):
+class SimulatorLikelihood(_SpaceView, Likelihood):
     """A simulator ``θ -> x`` (sample only) seen in a :class:`ParameterSpace`:
     ``x̃ = standardize(simulator(θ(z)))``.
 
@@ -326,12 +338,7 @@ class SimulatorLikelihood(Likelihood):
     def __init__(self, simulator, space: ParameterSpace) -> None:
         super().__init__()
         self.simulator = simulator
-        self._held = (space,)  # held, not owned: the algorithm owns (and saves) its parameter space
-
-    @property
-    def space(self) -> ParameterSpace:
-        return self._held[0]
+        self._held = (space,)
 
     def sample(self, z: Tensor) -> Tensor:
-        simulate = self.simulator.sample if isinstance(self.simulator, Likelihood) else self.simulator
-        return self.space.standardize(simulate(self.space.to_parameter(z)).to(z))
+        return self.space.standardize(simulate_with(self.simulator)(self.space.to_parameter(z)).to(z))

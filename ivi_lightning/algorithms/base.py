@@ -195,6 +195,10 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
 
         After training on a simulator data module, ``x`` is as the simulator returns it and the draws
         lie inside the prior's support (the standardisation is undone).
+
+        Args:
+            x: observations ``[batch, *data_shape]``, or one observation ``[*data_shape]``.
+            num_samples: draws per observation.
         """
         single = tuple(x.shape) == self.data_shape
         batch = x.unsqueeze(0) if single else x

@@ -146,15 +146,18 @@ class SimulatorDataModule(pl.LightningDataModule):
         self.latent_dim = self.prior.dim
         self.simulation_count = 0
         self.data_shape: Tuple[int, ...] = self._probe_shape()
-        stored = num_simulations if num_simulations is not None else reference_simulations
-        self.num_train = stored - int(round(val_fraction * stored)) if num_simulations is not None else 0
-        if num_simulations is not None and self.num_train < batch_size:
+        num_train = num_simulations - self._num_validation(num_simulations) if num_simulations else 0
+        if num_simulations is not None and num_train < batch_size:
             raise ValueError(
-                f"num_simulations={num_simulations} leaves {self.num_train} training pairs, "
+                f"num_simulations={num_simulations} leaves {num_train} training pairs, "
                 f"fewer than one batch of batch_size={batch_size}: lower batch_size or raise num_simulations"
             )
         self.train_pairs: Optional[Simulations] = None
         self.val_pairs: Optional[Simulations] = None
+
+    def _num_validation(self, num_simulations: int) -> int:
+        """How many of ``num_simulations`` stored pairs are kept for validation (the first ones)."""
+        return int(round(self.val_fraction * num_simulations))
 
     def _simulate(self, theta: Tensor) -> Tensor:
         x = simulate_with(self.simulator)(theta)
@@ -218,12 +221,12 @@ class SimulatorDataModule(pl.LightningDataModule):
         if self.train_pairs is not None or self.val_pairs is not None:
             return
         stored = self.simulate(self.num_simulations or self.reference_simulations, self.seed)
-        num_val = int(round(self.val_fraction * stored.x.shape[0]))
-        if self.num_simulations is None:
-            self.train_pairs, self.val_pairs = stored, Simulations(*(t[:num_val] for t in stored))
-        else:
-            self.train_pairs = Simulations(*(t[num_val:] for t in stored))
-            self.val_pairs = Simulations(*(t[:num_val] for t in stored))
+        num_val = self._num_validation(stored.x.shape[0])
+        self.val_pairs = Simulations(*(t[:num_val] for t in stored))
+        # Online, the reference pairs serve whole for standardisation; a budget is split.
+        self.train_pairs = (
+            stored if self.num_simulations is None else Simulations(*(t[num_val:] for t in stored))
+        )
 
     def training_simulations(self) -> Tuple[Tensor, Tensor]:
         """``(θ, x)`` of the training pairs (online: the reference pairs), from which standardisation is

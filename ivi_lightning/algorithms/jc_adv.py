@@ -142,9 +142,8 @@ class JCAdv(ImplicitVI):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_disc = self.optimizers()
-        for x, model_joint in self.update_joints(
-            batch
-        ):  # updates_per_batch chunks (default: the whole batch)
+        # updates_per_batch chunks (default: the whole batch), with their simulated pairs if any
+        for x, model_joint in self.update_joints(batch):
             metrics = self.discriminator_step(x, opt_disc, model_joint)
 
             z = self.encoder(x)

@@ -207,9 +207,8 @@ class JCDen(ImplicitVI):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_den = self.optimizers()
-        for x, model_joint in self.update_joints(
-            batch
-        ):  # updates_per_batch chunks (default: the whole batch)
+        # updates_per_batch chunks (default: the whole batch), with their simulated pairs if any
+        for x, model_joint in self.update_joints(batch):
             loss_den = self.denoiser_step(x, opt_den, model_joint)
 
             z = self.encoder(x)

@@ -67,9 +67,8 @@ class JCHybrid(JCDen):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_den, opt_disc = self.optimizers()
-        for x, model_joint in self.update_joints(
-            batch
-        ):  # updates_per_batch chunks (default: the whole batch)
+        # updates_per_batch chunks (default: the whole batch), with their simulated pairs if any
+        for x, model_joint in self.update_joints(batch):
             loss_den = self.denoiser_step(x, opt_den, model_joint)
             metrics = self.discriminator_step(x, opt_disc, model_joint)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -148,9 +149,9 @@ class _PixelBatches(_BatchedTensors):
     returns grey levels in ``[0, 1]``.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, mode: str) -> None:
+    def __init__(self, images: Tensor, labels: Tensor, mode: str, seed: int = 0) -> None:
         super().__init__(images, labels)
-        self.mode = mode
+        self.mode, self.seed = mode, seed
 
     def __getitem__(self, indices):
         images, labels = self.tensors[0][indices], self.tensors[1][indices]
@@ -160,8 +161,22 @@ class _PixelBatches(_BatchedTensors):
         if self.mode == "dynamic":
             # u < p with u ~ U[0, 1) is a Bernoulli(p) draw, the same distribution as
             # torch.bernoulli and faster on CPU (docs/benchmarks/performance.md).
-            x = (torch.rand_like(x) < x).to(x.dtype)
+            u = torch.rand(x.shape, generator=batch_generator(self.seed, indices), dtype=x.dtype)
+            x = (u < x).to(x.dtype)
         return x, labels
+
+
+def batch_generator(seed: int, indices: Any) -> torch.Generator:
+    """A generator seeded by ``seed`` and the batch's indices: a batch's binarisation noise.
+
+    It depends on nothing else (not on the global random stream, the process or the worker), so a
+    run resumed from a checkpoint, with loading prefetched or in workers, binarises every batch
+    as the uninterrupted run did. The training order is a fresh permutation every epoch, so a
+    batch's draw is fresh each time.
+    """
+    block = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
+    digest = hashlib.blake2b(block.numpy().tobytes(), digest_size=8, key=str(seed).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & (2**63 - 1))
 
 
 class MNISTDataModule(pl.LightningDataModule):
@@ -251,7 +266,7 @@ class MNISTDataModule(pl.LightningDataModule):
                 )
             order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
             val, train = order[: self.val_size], order[self.val_size :]
-            self.train_set = _PixelBatches(images[train], labels[train], self.binarize)
+            self.train_set = _PixelBatches(images[train], labels[train], self.binarize, self.seed)
             self.val_set = self._fixed(images[val], labels[val], offset=1)
         if self.test_set is None and stage in (None, "test", "predict"):
             self.test_set = self._fixed(*load_mnist_split(self.data_dir, "test"), offset=2)

@@ -16,18 +16,30 @@ from lightning_fabric.utilities.cloud_io import get_filesystem
 PathLike = Union[str, Path]
 
 
+#: What ``torch.load`` raises for a truncated, damaged or foreign file.
+UNREADABLE = (
+    RuntimeError,
+    EOFError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    ValueError,
+    KeyError,
+    OSError,
+)
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupted, truncated or of another algorithm."""
 
 
 def _unreadable(path: Any, error: BaseException) -> BaseException:
-    if "weights only" in str(error).lower():
-        return error  # a readable file refused by weights_only=True: torch's own message says what to do
+    if "weights only" in str(error).lower() and "unsupported global" in str(error).lower():
+        return error  # a checkpoint refused by weights_only=True: torch's own message says what to do
     reason = str(error).splitlines()[0].split(". ")[0] if str(error) else type(error).__name__
     return CheckpointError(
-        f"checkpoint {str(path)!r} is corrupted or truncated and cannot be read ({type(error).__name__}: "
-        f"{reason}); "
-        "resume from an earlier checkpoint (ivi writes checkpoints atomically, so the previous one is intact)"
+        f"checkpoint {str(path)!r} is corrupted or truncated (or not a checkpoint) and cannot be read "
+        f"({type(error).__name__}: {reason}); use an earlier checkpoint (ivi writes checkpoints "
+        "atomically, so the previous one is intact)"
     )
 
 
@@ -54,15 +66,7 @@ def read_checkpoint(
         )
     try:
         checkpoint = torch.load(source, map_location=map_location, weights_only=weights_only)
-    except (
-        RuntimeError,
-        EOFError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        ValueError,
-        KeyError,
-        OSError,
-    ) as error:
+    except UNREADABLE as error:
         raise _unreadable(name or source, error) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(
@@ -127,5 +131,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             )
         try:
             return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
-        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        except UNREADABLE as error:
             raise _unreadable(path, error) from None

@@ -14,17 +14,18 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from typing import Any, Dict, List, Optional, Sequence
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, cast
 
 import torch
 from torch import Tensor
 
 from ivi_lightning.algorithms.known_model import adopt_known_model
 from ivi_lightning.checkpoint import read_checkpoint
+from ivi_lightning.cli_errors import one_line_errors
 from ivi_lightning.data import batch_tensor
 from ivi_lightning.distributions import require_log_prob
 from ivi_lightning.evaluation.ais import annealed_importance_sampling, iwae_bound
-from ivi_lightning.training.checkpoints import check_algorithm
 
 FIT_ONLY_KEYS = ("ckpt_path", "weights_only")
 
@@ -50,6 +51,10 @@ def _without_fit_keys(config: str) -> str:
 def load_model_and_data(config: str, ckpt_path: str, overrides: Sequence[str] = ()):
     """The algorithm (with the checkpoint's weights, in eval mode) and data module of a training config.
 
+    The checkpoint is read first: the config must build its algorithm, and every hyperparameter the
+    config or ``overrides`` set must have the checkpoint's value (those they leave out are taken from
+    the checkpoint), so a model is never scored with other networks than it was trained with.
+
     Args:
         config: the YAML config the model was trained with, or the ``config.yaml`` its run saved.
         ckpt_path: a checkpoint written by the Trainer (``trainer.save_checkpoint`` or ModelCheckpoint).
@@ -57,6 +62,11 @@ def load_model_and_data(config: str, ckpt_path: str, overrides: Sequence[str] = 
 
     Returns:
         ``(model, datamodule)``.
+
+    Raises:
+        CheckpointError: the checkpoint is missing or unreadable, of another algorithm, or trained
+            with other values of hyperparameters the config sets (named).
+        FileNotFoundError: the config does not exist.
     """
     import os
 
@@ -66,26 +76,27 @@ def load_model_and_data(config: str, ckpt_path: str, overrides: Sequence[str] = 
     from ivi_lightning.algorithms import ImplicitVI
     from ivi_lightning.cli import IVICLI
 
-    for path, what in ((config, "config"), (ckpt_path, "checkpoint")):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{what} file not found: {path!r}")
+    if not os.path.isfile(config):
+        raise FileNotFoundError(f"config file not found: {config!r}")
+    read_checkpoint(ckpt_path)  # a missing or unreadable checkpoint is reported before the config is parsed
     # Build exactly what `ivi fit --config` builds, without running anything or writing logs.
-    config = _without_fit_keys(config)
-    cli = IVICLI(
-        ImplicitVI,
-        pl.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=["--config", config, "--trainer.logger", "false", *overrides],
-        run=False,
-    )
-    model, datamodule = cli.model, cli.datamodule
+    args = ["--config", _without_fit_keys(config), "--trainer.logger", "false", *overrides]
+    with warnings.catch_warnings():  # that both sys.argv (evaluate's own) and args are given is meant
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = IVICLI(
+            ImplicitVI,
+            pl.LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            args=args,
+            run=False,
+            checkpoint=ckpt_path,
+        )
+    model, datamodule, checkpoint = cli.model, cli.datamodule, cli.checkpoint
     # A learn_model=False algorithm adopts its data module's known model at setup: the same here.
     if model.prior is None or model.likelihood is None:
         adopt_known_model(model, datamodule)
-    checkpoint = read_checkpoint(ckpt_path)
-    check_algorithm(checkpoint, type(model).__name__)
-    model.load_state_dict(checkpoint["state_dict"])
+    model.load_state_dict(cast(Dict[str, Any], checkpoint)["state_dict"])
     return model.eval(), datamodule
 
 
@@ -241,6 +252,12 @@ def main(args: Optional[Sequence[str]] = None) -> Dict[str, float]:
     if opts.iwae_samples < 0:
         parser.error(f"--iwae_samples must be >= 0, got {opts.iwae_samples}")
 
+    with one_line_errors(parser.prog):  # a bad config or checkpoint: one line, exit status 2
+        return run(opts)
+
+
+def run(opts: argparse.Namespace) -> Dict[str, float]:
+    """Load, score and print, for :func:`main`'s parsed options."""
     model, datamodule = load_model_and_data(opts.config, opts.ckpt_path, opts.overrides)
     loader, split = _loader(datamodule, opts.split)
     torch.manual_seed(opts.seed)

@@ -112,12 +112,18 @@ def test_mnist_shapes_ranges_and_split(tmp_path, gz):
 def test_dynamic_binarization_changes_but_evaluation_binarization_is_fixed(mnist_dir):
     dm = MNISTDataModule(str(mnist_dir), batch_size=4, val_size=8)
     dm.setup("fit")
-    indices = list(range(4))
-    first, second = dm.train_set[indices][0], dm.train_set[indices][0]
-    assert not torch.equal(first, second), "a fresh Bernoulli draw is expected at every use"
+    indices = torch.arange(4)
+    first, again_first = dm.train_set[indices][0], dm.train_set[indices][0]
+    assert torch.equal(first, again_first), "a batch's draw depends only on the seed and its indices (exact resume)"
+    assert not torch.equal(first, dm.train_set[indices.flip(0)][0].flip(0)), "another batch: another draw"
+    assert ((first == 0) | (first == 1)).all() and 0 < first.mean() < 1
     # across epochs through the loader: the same images, different draws (sum over the whole set by label order)
-    epoch = lambda: torch.cat([x for x, _ in dm.train_dataloader()])
-    assert not torch.equal(epoch().sum(0), epoch().sum(0))
+    def epoch(number):
+        loader = dm.train_dataloader()
+        loader.sampler.set_epoch(number)
+        return torch.cat([x for x, _ in loader]).sum(0)
+
+    assert torch.equal(epoch(0), epoch(0)) and not torch.equal(epoch(0), epoch(1))
     # validation: identical across passes and across data module instances with the same seed
     val = lambda m: torch.cat([x for x, _ in m.val_dataloader()])
     other = MNISTDataModule(str(mnist_dir), batch_size=4, val_size=8)

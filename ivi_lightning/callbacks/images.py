@@ -8,14 +8,14 @@ directly (no ``self.log``, no collectives), so other ranks never wait on them.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
-from ivi_lightning.callbacks.common import local_log_dir
+from ivi_lightning.callbacks.common import local_log_dir, private_random_stream
 from ivi_lightning.data import batch_tensor
 
 
@@ -81,6 +81,25 @@ class ImageCallback(pl.Callback):
         self._last_step = -1
         self.last_paths: list = []
 
+    # --- state ---------------------------------------------------------------------------
+    @property
+    def state_key(self) -> str:
+        return f"{type(self).__qualname__}{{'every_n_steps': {self.every_n_steps}, 'seed': {self.seed}}}"
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The step last drawn and the kept examples: a resumed run draws when an uninterrupted one would."""
+        return {
+            "last_step": self._last_step,
+            "examples": self.examples,
+            "labels": self.labels,
+            "from_validation": self._from_validation,
+        }
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._last_step = int(state_dict.get("last_step", -1))
+        self.examples, self.labels = state_dict.get("examples"), state_dict.get("labels")
+        self._from_validation = bool(state_dict.get("from_validation", False))
+
     # --- examples ------------------------------------------------------------------------
     def _collect(self, batch: Any, validation: bool) -> None:
         if validation and not self._from_validation:
@@ -140,8 +159,7 @@ class ImageCallback(pl.Callback):
         device = pl_module.device
         # A private, fixed random stream: every drawing uses the same prior draws and noise (so
         # successive grids are comparable), and training's own stream is left untouched.
-        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-            torch.manual_seed(self.seed)
+        with private_random_stream(device, self.seed):
             try:
                 with torch.no_grad():
                     self.make(trainer, pl_module)

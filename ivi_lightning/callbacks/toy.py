@@ -10,7 +10,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
-from ivi_lightning.callbacks.common import local_log_dir
+from ivi_lightning.callbacks.common import local_log_dir, private_random_stream
 from ivi_lightning.distributions import has_log_prob
 from ivi_lightning.evaluation import exact_posterior_grid, grid_log_marginal, posterior_js
 
@@ -29,14 +29,33 @@ class ExactPosteriorCallback(pl.Callback):
             counts the steps of every optimizer), and at the end of training.
         num_samples: posterior samples per observation for the JS histogram.
         plot: also write the PNG.
+        seed: seed of the evaluation's private random stream: training's stream is left untouched,
+            so a run with this callback resumes exactly, and the step it last evaluated is saved
+            in checkpoints.
     """
 
-    def __init__(self, every_n_steps: int = 1000, num_samples: int = 50000, plot: bool = True) -> None:
+    def __init__(
+        self, every_n_steps: int = 1000, num_samples: int = 50000, plot: bool = True, seed: int = 0
+    ) -> None:
         if every_n_steps <= 0 or num_samples <= 0:
-            raise ValueError("every_n_steps and num_samples must be positive")
-        self.every_n_steps, self.num_samples, self.plot = every_n_steps, num_samples, plot
+            raise ValueError(
+                f"every_n_steps and num_samples must be positive, got {every_n_steps} and {num_samples}"
+            )
+        self.every_n_steps, self.num_samples, self.plot, self.seed = every_n_steps, num_samples, plot, seed
         self.last: Dict[str, float] = {}
         self._last_step = -1
+
+    @property
+    def state_key(self) -> str:
+        return f"{type(self).__qualname__}{{'every_n_steps': {self.every_n_steps}}}"
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The step last evaluated (so a resumed run does not evaluate again) and its metrics."""
+        return {"last_step": self._last_step, "last": dict(self.last)}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._last_step = int(state_dict.get("last_step", -1))
+        self.last = dict(state_dict.get("last", {}))
 
     def _usable(self, trainer: pl.Trainer, pl_module: Any) -> Optional[Tensor]:
         points = getattr(getattr(trainer, "datamodule", None), "evaluation_points", None)
@@ -71,7 +90,7 @@ class ExactPosteriorCallback(pl.Callback):
         extent = float(getattr(getattr(trainer, "datamodule", None), "latent_extent", 4.0))
         was_training = pl_module.training
         pl_module.eval()
-        with torch.no_grad():
+        with private_random_stream(pl_module.device, self.seed), torch.no_grad():
             js = posterior_js(
                 pl_module.sample_posterior,
                 pl_module.prior,
@@ -87,7 +106,7 @@ class ExactPosteriorCallback(pl.Callback):
         if trainer.logger is not None:
             trainer.logger.log_metrics(metrics, step=trainer.global_step)
         if self.plot:
-            with torch.no_grad():
+            with private_random_stream(pl_module.device, self.seed + 1), torch.no_grad():
                 self._plot(trainer, pl_module, points, js, extent)
         pl_module.train(was_training)
 

@@ -8,6 +8,7 @@ its natural Lightning form, installed through public API.
 * :mod:`~ivi_lightning.training.checks`: Trainer set-ups refused before the first batch.
 * :mod:`~ivi_lightning.training.distributed`: a spawned DDP worker's clean exit.
 * :mod:`~ivi_lightning.training.logging`: the logging cadence of training metrics.
+* :mod:`~ivi_lightning.training.quiet`: Lightning's tips and warnings that do not apply here, off.
 
 :func:`training_callbacks` is what ``ImplicitVI.configure_callbacks`` returns.
 """
@@ -23,6 +24,7 @@ from ivi_lightning.training.checkpoints import AtomicCheckpoints
 from ivi_lightning.training.checks import EMAWeightAveraging, FitChecks
 from ivi_lightning.training.distributed import GlooWorkerTeardown
 from ivi_lightning.training.nonfinite import NonFiniteLossError
+from ivi_lightning.training.quiet import quiet_lightning
 from ivi_lightning.training.random_streams import RANK_SEED_STRIDE, RankRandomStreams
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "NonFiniteLossError",
     "RANK_SEED_STRIDE",
     "RankRandomStreams",
+    "quiet_lightning",
     "training_callbacks",
 ]
 
@@ -43,6 +46,7 @@ def training_callbacks() -> List[pl.Callback]:
 
     Lightning calls every callback around every optimizer step, so only those a run needs are installed.
     """
+    quiet_lightning()
     callbacks: List[pl.Callback] = [FitChecks(), RankRandomStreams(), AtomicCheckpoints()]
     if multiprocessing.parent_process() is not None:
         callbacks.append(GlooWorkerTeardown())

@@ -54,10 +54,23 @@ class RankRandomStreams(pl.Callback):
     ``seed + RANK_SEED_STRIDE * r`` so each process draws its own encoder noise, prior samples
     and corruption, reproducibly. Checkpoints record every rank's streams (gathered under DDP,
     where Lightning builds the checkpoint on every rank), and a resumed run continues them.
+
+    Validation draws from the same stream but puts it back when it ends: training then draws
+    the same noise whether or not a validation ran in between, so a run resumed from a
+    checkpoint written just before a validation continues exactly.
     """
 
     def __init__(self) -> None:
         self._to_restore: Optional[List[Dict[str, Any]]] = None
+        self._before_validation: Optional[Dict[str, Any]] = None
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._before_validation = rng_state()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        state, self._before_validation = self._before_validation, None
+        if state is not None:
+            set_rng_state(state)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         states, self._to_restore = self._to_restore, None

@@ -77,6 +77,11 @@ class Toy2DDataModule(pl.LightningDataModule):
             raise ValueError(
                 f"num_samples and batch_size must be positive, got {num_samples} and {batch_size}"
             )
+        if batch_size > num_samples:
+            raise ValueError(
+                f"batch_size={batch_size} is larger than the data set (num_samples={num_samples}), so no "
+                "batch would be trained: lower batch_size or raise num_samples"
+            )
         self.save_hyperparameters()
         self.dataset, self.num_samples, self.batch_size, self.seed = dataset, num_samples, batch_size, seed
         self.prior: Any = None  # a known model's parts, for learn_model=False algorithms

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import IO, Any, Callable, Dict, Optional, Union
 
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -30,6 +31,23 @@ UNREADABLE = (
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupted, truncated or of another algorithm."""
+
+
+class DiskFullError(OSError):
+    """No space left for a checkpoint (``errno.ENOSPC``): the message names the disk's folder."""
+
+
+def _disk_full(error: BaseException) -> bool:
+    """Whether ``error`` or an error it was raised from is ENOSPC (torch reports it as a RuntimeError
+    "unexpected pos" raised while handling the OSError)."""
+    seen = []
+    current: Optional[BaseException] = error
+    while current is not None and current not in seen:
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _unreadable(path: Any, error: BaseException) -> BaseException:
@@ -104,13 +122,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
             with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
+                self.write(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as error:
+            if not _disk_full(error):
+                raise
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"no space left on the disk holding {str(path.parent)!r} while writing checkpoint "
+                f"{path.name!r}: free space there or write checkpoints to another disk "
+                "(ModelCheckpoint(dirpath=...)); the previous checkpoint is intact",
+            ) from None
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+    def write(self, checkpoint: Dict[str, Any], file: IO[bytes]) -> None:
+        """Write ``checkpoint`` into the open temporary ``file`` (``torch.save``)."""
+        torch.save(checkpoint, file)
 
     def load_checkpoint(
         self,

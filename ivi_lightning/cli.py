@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any, Dict, List, Optional
 
 import pytorch_lightning as pl
@@ -116,7 +117,9 @@ def main(args=None) -> IVICLI:
     import datamodules  # noqa: F401  (registers the data modules for class_path resolution)
 
     quiet_lightning()
-    with one_line_errors("ivi"):
+    with one_line_errors("ivi"), warnings.catch_warnings():
+        if args is not None:  # called from Python on purpose: sys.argv is the caller's
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         return IVICLI(
             ImplicitVI,
             pl.LightningDataModule,

@@ -40,7 +40,7 @@ def _chain(error: BaseException) -> List[BaseException]:
     current: Optional[BaseException] = error
     while current is not None and current not in chain:
         chain.append(current)
-        current = current.__cause__ or current.__context__
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return chain
 
 

@@ -198,4 +198,10 @@ def resumable_loader(
         drop_last=shuffle,
         seed=seed,
     )
+    if len(sampler) == 0:  # training drops incomplete batches: it would train nothing and end "successfully"
+        processes = f" × {sampler.num_replicas} processes" if sampler.num_replicas > 1 else ""
+        raise ValueError(
+            f"a training batch of {batch_size} examples{processes} is larger than the data set "
+            f"({sampler.data_size} examples), so no batch would be trained: lower batch_size or use more data"
+        )
     return ResumableLoader(dataset, sampler, **kwargs)

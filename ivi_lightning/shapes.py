@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Tuple, Union
+import numbers
+from typing import Iterable, Tuple, Union
 
 DataShape = Union[int, Tuple[int, ...]]
 
@@ -13,7 +14,12 @@ def as_shape(data_shape: DataShape) -> Tuple[int, ...]:
     >>> as_shape(4), as_shape([1, 28, 28])
     ((4,), (1, 28, 28))
     """
-    shape = (int(data_shape),) if isinstance(data_shape, int) else tuple(int(s) for s in data_shape)
-    if not shape or any(s <= 0 for s in shape):
+    given: object = data_shape
+    sizes = list(given) if isinstance(given, Iterable) and not isinstance(given, (str, bytes)) else [given]
+    if not sizes or any(not _positive_int(s) for s in sizes):
         raise ValueError(f"data_shape must be a positive int or a tuple of positive ints, got {data_shape!r}")
-    return shape
+    return tuple(int(s) for s in sizes)  # type: ignore[arg-type]
+
+
+def _positive_int(size: object) -> bool:
+    return isinstance(size, numbers.Integral) and not isinstance(size, bool) and int(size) > 0

@@ -27,10 +27,16 @@ def fit(model, dm, tmp_path):
                enable_model_summary=False, default_root_dir=tmp_path).fit(model, dm)
 
 
-@pytest.mark.parametrize("algorithm,alternative", [(PCAdv, "JCAdv"), (PCDen, "JCAdv/JCDen"), (VAE, "JCAdv")])
-def test_likelihood_without_density_is_refused_with_alternative(algorithm, alternative):
-    with pytest.raises(ValueError, match=f"needs log_prob of the likelihood.*Simulator is implicit.*{alternative}"):
+@pytest.mark.parametrize("algorithm", [PCAdv, PCDen, VAE])
+def test_likelihood_without_density_is_refused_naming_algorithms_that_need_none(algorithm):
+    with pytest.raises(ValueError, match="needs log_prob of the likelihood.*Simulator is implicit.*Use JCAdv or JCDen, which need no density of the likelihood.$"):
         algorithm(latent_dim=2, data_shape=1, likelihood=Simulator(), learn_model=False)
+
+
+@pytest.mark.parametrize("algorithm", [PCDen, VAE])
+def test_prior_without_density_is_refused_naming_algorithms_that_need_none(algorithm):
+    with pytest.raises(ValueError, match=r"needs log_prob of the prior.*Use PCAdv\(prior_aware=False\), JCAdv or JCDen"):
+        algorithm(latent_dim=2, data_shape=1, prior=SamplerPrior(2))
 
 
 def test_prior_without_density_refused_by_pc_den_but_not_plain_pc_adv():
@@ -166,3 +172,105 @@ def test_more_gpus_than_available_is_refused(monkeypatch):
     monkeypatch.setattr("lightning_fabric.accelerators.cuda.num_cuda_devices", lambda: 1)
     with pytest.raises(MisconfigurationException, match=r"requested gpu: \[0, 1, 2, 3\]\s+But your machine only has: \[0\]"):
         pl.Trainer(accelerator="cuda", devices=4)
+
+
+# --- user parts, checked once at setup on a probe of two examples --------------------------------
+class WidePrior(Prior):
+    """Says dim=2 but samples 3-vectors."""
+
+    def sample(self, n):
+        return torch.randn(n, 3)
+
+    def log_prob(self, z):
+        return -0.5 * z.pow(2).sum(-1)
+
+
+class PerCoordinatePrior(NormalPrior):
+    """log_prob per coordinate ([n, dim]) instead of per latent ([n])."""
+
+    def log_prob(self, z):
+        return -0.5 * z.pow(2)
+
+
+class UninitialisedPrior(Prior):
+    def __init__(self, dim):  # forgets super().__init__(dim)
+        pass
+
+
+class WideSimulator(Likelihood):
+    def sample(self, z):
+        return torch.randn(z.shape[0], 3)
+
+
+def probe_fit(model, tmp_path, dataset="explaining_away"):
+    fit(model, Toy2DDataModule(dataset, num_samples=64, batch_size=16), tmp_path)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: PCAdv(latent_dim=2, data_shape=1, prior=WidePrior(2), hidden=(8,)),
+     r"PCAdv: the prior's WidePrior.sample\(2\) returned shape \[2, 3\], expected \[2, 2\]"),
+    (lambda: PCAdv(latent_dim=2, data_shape=1, prior=PerCoordinatePrior(2), hidden=(8,)),
+     r"the prior's PerCoordinatePrior.log_prob\(z of shape \[2, 2\]\) returned shape \[2, 2\], expected \[2\]"),
+    (lambda: JCAdvFor(WideSimulator()),
+     r"JCAdv: the likelihood's WideSimulator.sample\(z of shape \[2, 2\]\) returned shape \[2, 3\], expected \[2, 1\]"),
+    (lambda: PCAdv(latent_dim=2, data_shape=1, hidden=(8,), learn_model=False, encoder=torch.nn.Linear(1, 3)),
+     r"the encoder Linear\(x of shape \[2, 1\]\) returned shape \[2, 3\], expected \[2, 2\]"),
+])
+def test_a_wrong_part_is_named_with_expected_and_actual_shapes_at_setup(tmp_path, make, match):
+    with pytest.raises(ValueError, match=match):
+        probe_fit(make(), tmp_path)
+
+
+def JCAdvFor(simulator):
+    from ivi_lightning import JCAdv
+
+    return JCAdv(latent_dim=2, data_shape=1, prior=NormalPrior(2), likelihood=simulator, learn_model=False, hidden=(8,))
+
+
+def test_the_probe_leaves_the_training_stream_and_modes_alone():
+    from ivi_lightning.algorithms.contracts import check_parts
+
+    model = PCAdv(latent_dim=2, data_shape=1, hidden=(8,))
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    check_parts(model)
+    assert torch.equal(torch.get_rng_state(), state) and model.encoder.training
+
+
+def test_a_prior_that_skips_super_init_is_named():
+    with pytest.raises(ValueError, match=r"the prior UninitialisedPrior is not initialised: its __init__ must call super\(\).__init__\(dim\)"):
+        PCAdv(latent_dim=2, data_shape=1, prior=UninitialisedPrior(2))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(data_shape=1.7), r"data_shape must be a positive int or a tuple of positive ints, got 1.7"),
+    (dict(data_shape="28"), r"data_shape must be a positive int .* got '28'"),
+    (dict(latent_dim=2.9), r"latent_dim must be an integer, got 2.9"),
+    (dict(aux_steps=1.5), r"aux_steps must be an integer, got 1.5"),
+    (dict(hidden=(8.5,)), r"hidden must be a list of positive integer layer sizes"),
+])
+def test_non_integer_sizes_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PCAdv(**{"latent_dim": 2, "data_shape": 1, **kwargs})
+
+
+def test_sample_posterior_on_observations_of_the_wrong_width_names_both_shapes():
+    model = PCAdv(latent_dim=2, data_shape=1, hidden=(8,))
+    with pytest.raises(ValueError, match=r"sample_posterior takes observations of shape \[1\] or \[batch, 1\], got \[5, 3\]"):
+        model.sample_posterior(torch.zeros(5, 3))
+
+
+def test_bernoulli_likelihood_on_real_valued_data_is_refused_with_the_fix(tmp_path):
+    model = VAE(latent_dim=2, data_shape=2, hidden=(8,))  # the default likelihood_family: Bernoulli
+    with pytest.raises(ValueError, match=r"VAE's likelihood is Bernoulli .* values in \[-\d.*likelihood_family='gaussian'"):
+        probe_fit(model, tmp_path, "ring")
+    probe_fit(VAE(latent_dim=2, data_shape=2, hidden=(8,), likelihood_family="gaussian"), tmp_path, "ring")
+
+
+def test_a_batch_larger_than_the_data_set_is_an_error():
+    with pytest.raises(ValueError, match=r"batch_size=64 is larger than the data set \(num_samples=32\)"):
+        Toy2DDataModule("ring", num_samples=32, batch_size=64)
+    from ivi_lightning.data import resumable_loader
+
+    with pytest.raises(ValueError, match=r"a training batch of 8 examples is larger than the data set \(5 examples\)"):
+        resumable_loader(torch.utils.data.TensorDataset(torch.zeros(5, 1)), 8, shuffle=True, seed=0)

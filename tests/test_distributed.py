@@ -214,13 +214,19 @@ def test_ddp_matches_one_process_reference_for_every_algorithm(tmp_path):
             torch.testing.assert_close(p0, p_ref, rtol=0, atol=1e-5, msg=lambda m: f"{name}: DDP differs from the reference: {m}")
 
 
-@pytest.mark.parametrize("preset,expected", [
-    ("cpu_ddp", {"accelerator": "cpu", "devices": 2, "strategy": "ddp_find_unused_parameters_true"}),
-    ("gpu", {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"}),
-    ("multi_gpu_ddp", {"devices": -1, "strategy": "ddp_find_unused_parameters_true"}),
-    ("slurm", {"num_nodes": 2, "devices": 4, "strategy": "ddp_find_unused_parameters_true"}),
+DDP = {"class_path": "pytorch_lightning.strategies.DDPStrategy", "find_unused_parameters": True, "timeout": "0:10:00"}
+
+
+@pytest.mark.parametrize("preset,expected,extra", [
+    ("cpu_ddp", {"accelerator": "cpu", "devices": 2, "strategy": DDP}, []),
+    ("cpu_ddp", {"strategy": dict(DDP, timeout="0:02:30")}, ["--trainer.strategy.init_args.timeout", "0:02:30"]),
+    ("gpu", {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"}, []),
+    ("multi_gpu_ddp", {"devices": -1, "strategy": DDP}, []),
+    ("slurm", {"num_nodes": 2, "devices": 4, "strategy": DDP}, []),
 ])
-def test_presets_compose_with_an_algorithm_config(preset, expected, monkeypatch, capsys):
+def test_presets_compose_with_an_algorithm_config(preset, expected, extra, monkeypatch, capsys):
+    """Each preset composes with an algorithm config; the DDP presets set find_unused_parameters and a
+    collective timeout (a frozen worker ends the run after it), which the command line can change."""
     import pathlib
 
     import yaml
@@ -229,9 +235,13 @@ def test_presets_compose_with_an_algorithm_config(preset, expected, monkeypatch,
 
     monkeypatch.chdir(pathlib.Path(__file__).resolve().parents[1])
     with pytest.raises(SystemExit):
-        cli_main(["fit", "--config", "configs/pc_adv/explaining_away.yaml", "--config", f"configs/presets/{preset}.yaml", "--print_config"])
+        cli_main(["fit", "--config", "configs/pc_adv/explaining_away.yaml", "--config", f"configs/presets/{preset}.yaml", *extra, "--print_config"])
     config = yaml.safe_load(capsys.readouterr().out)
-    assert {k: config["trainer"][k] for k in expected} == expected
+    trainer = dict(config["trainer"])
+    if isinstance(trainer.get("strategy"), dict):
+        strategy = trainer["strategy"]
+        trainer["strategy"] = {"class_path": strategy["class_path"], **{k: strategy["init_args"][k] for k in ("find_unused_parameters", "timeout")}}
+    assert {k: trainer[k] for k in expected} == expected
     assert config["model"]["class_path"].endswith("PCAdv")  # the algorithm config is kept
 
 

@@ -19,7 +19,7 @@ TESTS = pathlib.Path(__file__).resolve().parent
 def run_ivi(args, cwd):
     """``ivi <args>`` in a fresh process in ``cwd``, with this process's thread count (same arithmetic)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])  # for sigkill.SigkillAt
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])  # for cli_helpers.SigkillAt
     script = "from ivi_lightning.cli import console_main; console_main()"
     return subprocess.run([sys.executable, "-c", script, *args], cwd=cwd, env=env, capture_output=True, text=True)
 
@@ -59,7 +59,7 @@ def test_readme_resume_after_sigkill_ends_with_the_uninterrupted_state(tmp_path)
     (tmp_path / "b").mkdir()
     cli_main([*TOY, "--trainer.default_root_dir", str(tmp_path / "a")])  # uninterrupted, in this process
 
-    killed = run_ivi([*TOY, "--trainer.callbacks+=sigkill.SigkillAt", "--trainer.callbacks.step", "24"], tmp_path / "b")
+    killed = run_ivi([*TOY, "--trainer.callbacks+=cli_helpers.SigkillAt", "--trainer.callbacks.step", "24"], tmp_path / "b")
     assert killed.returncode == -9, killed.stderr
     assert "Tip:" not in killed.stderr + killed.stdout  # Lightning's promotional tips are off
     assert "Using ModelCheckpoint with manual optimization" not in killed.stderr  # advice that does not apply

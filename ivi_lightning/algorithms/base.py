@@ -12,6 +12,7 @@ from lightning_fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.batches import UpdateBatches
+from ivi_lightning.algorithms.contracts import check_initialised, check_parts, density_alternative
 from ivi_lightning.algorithms.hyperparameters import check_hyperparameters
 from ivi_lightning.algorithms.known_model import adopt_known_model
 from ivi_lightning.distributions import (
@@ -40,8 +41,8 @@ MODEL_PARTS = PART_NAMES[:2]
 class ImplicitVI(UpdateBatches, pl.LightningModule):
     """Base class of the algorithms: an encoder ``q(z|x)`` for a model ``p(z) p(x|z)``.
 
-    Subclasses set ``needs_prior_density`` / ``needs_likelihood_density`` (and ``alternative``,
-    named when a part lacks a density) and implement ``training_step`` as their update schedule.
+    Subclasses set ``needs_prior_density`` / ``needs_likelihood_density`` and implement
+    ``training_step`` as their update schedule.
     Missing parts come from the ``default_*`` hooks, sized from ``latent_dim`` and ``data_shape``;
     they read only ``self.hparams`` (saved first), so a subclass calls ``super().__init__`` first.
     How training runs around this (random streams, checkpoints, checks) is in :mod:`ivi_lightning.training`.
@@ -81,7 +82,6 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
 
     needs_prior_density = False
     needs_likelihood_density = False
-    alternative = ""
     # None only between construction and setup, while a fixed model waits to be adopted.
     prior: Prior
     likelihood: Likelihood
@@ -165,13 +165,13 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
         return self.build_network("implicit_encoder")
 
     def check_model(self) -> None:
-        """Refuse a prior or likelihood whose missing density this algorithm needs."""
+        """Refuse a part that was not initialised, or a prior or likelihood whose missing density this
+        algorithm needs (naming algorithms that need none); see :mod:`~ivi_lightning.algorithms.contracts`."""
+        for part in ("prior", "likelihood", "encoder"):
+            check_initialised(getattr(self, part, None), part)
         for part, needed in zip(MODEL_PARTS, (self.needs_prior_density, self.needs_likelihood_density)):
-            hint = (
-                f"Use {self.alternative}, which needs no density of the {part}." if self.alternative else ""
-            )
             if getattr(self, part) is not None and needed:
-                require_log_prob(getattr(self, part), part, type(self).__name__, hint)
+                require_log_prob(getattr(self, part), part, type(self).__name__, density_alternative(part))
         if self.prior is not None and getattr(self.prior, "dim", self.latent_dim) != self.latent_dim:
             raise ValueError(
                 f"the prior is over {self.prior.dim}-dimensional latents but latent_dim={self.latent_dim}: "
@@ -183,6 +183,7 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
         datamodule: Any = getattr(trainer_of(self), "datamodule", None)
         self.check_data_module(datamodule, stage)
         adopt_known_model(self, datamodule)
+        check_parts(self)  # the parts' output shapes, on a probe of two examples
 
     def configure_callbacks(self) -> List[pl.Callback]:
         """Per-rank random streams, atomic checkpoints, Trainer checks: see :mod:`ivi_lightning.training`."""

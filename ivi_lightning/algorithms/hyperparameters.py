@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ivi_lightning.algorithms.contracts import check_integers
 from ivi_lightning.training.nonfinite import NONFINITE_ACTIONS
 
 LIKELIHOOD_FAMILIES = (None, "bernoulli", "gaussian")
 
 
 def check_hyperparameters(hparams: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first shared hyperparameter out of its range."""
+    """Raise ``ValueError`` naming the first shared hyperparameter out of its range (or not an integer)."""
+    check_integers(hparams)
     if hparams["on_nonfinite"] not in NONFINITE_ACTIONS:
         raise ValueError(
             f"on_nonfinite must be one of {', '.join(NONFINITE_ACTIONS)}, got {hparams['on_nonfinite']!r}"

@@ -42,7 +42,6 @@ class PCAdv(ImplicitVI):
     """
 
     needs_likelihood_density = True
-    alternative = "JCAdv"
 
     def __init__(
         self,

@@ -43,7 +43,6 @@ class PCDen(ImplicitVI):
 
     needs_prior_density = True
     needs_likelihood_density = True
-    alternative = "PCAdv (likelihood density only) or JCAdv/JCDen (no density)"
 
     def __init__(
         self,

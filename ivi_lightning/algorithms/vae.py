@@ -23,7 +23,6 @@ class VAE(ImplicitVI):
 
     needs_prior_density = True
     needs_likelihood_density = True
-    alternative = "PCAdv or JCAdv"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -22,36 +22,39 @@ from ivi_lightning.training.checkpoints import ALGORITHM_KEY
 LAST = "last"
 #: Where a run's checkpoints are, below a root (``default_root_dir`` or a logger's ``save_dir``):
 #: no logger, then ``<name>/version_<n>`` of the TensorBoard and CSV loggers.
-LAST_PATTERNS = ("checkpoints/last*.ckpt", "*/version_*/checkpoints/last*.ckpt", "*/*/checkpoints/last*.ckpt")
+CHECKPOINT_PATTERNS = ("checkpoints/*.ckpt", "*/version_*/checkpoints/*.ckpt", "*/*/checkpoints/*.ckpt")
 #: Not the config's to agree on: bookkeeping, and ``data_shape`` (linked from the data module).
 NOT_COMPARED = ("_class_path", "_instantiator", "data_shape")
 
 
 def find_last_checkpoint(roots: Iterable[str], checkpoint_dirs: Iterable[str] = ()) -> Optional[str]:
-    """The most recently written ``last*.ckpt`` of the previous runs, or ``None``.
+    """The checkpoint the previous runs wrote last (``last.ckpt`` where one is saved), or ``None``.
 
     Args:
-        roots: run roots (``default_root_dir``, a logger's ``save_dir``), searched with :data:`LAST_PATTERNS`.
+        roots: run roots (``default_root_dir``, a logger's ``save_dir``), searched with
+            :data:`CHECKPOINT_PATTERNS`.
         checkpoint_dirs: explicit ``ModelCheckpoint(dirpath=...)`` folders.
     """
     found: Set[str] = set()
     for root in roots:
-        for pattern in LAST_PATTERNS:
+        for pattern in CHECKPOINT_PATTERNS:
             found.update(glob.glob(os.path.join(glob.escape(root), pattern)))
     for folder in checkpoint_dirs:
-        found.update(glob.glob(os.path.join(glob.escape(folder), "last*.ckpt")))
+        found.update(glob.glob(os.path.join(glob.escape(folder), "*.ckpt")))
     found = {path for path in found if os.path.isfile(path)}
-    return max(found, key=os.path.getmtime) if found else None
+    # The newest; at equal times (a step's top-k file and last.ckpt) last.ckpt.
+    newest = lambda path: (os.path.getmtime(path), os.path.basename(path).startswith("last"))
+    return max(found, key=newest) if found else None
 
 
 def no_last_checkpoint(roots: Sequence[str], checkpoint_dirs: Sequence[str]) -> CheckpointError:
-    """The error of ``--ckpt_path last`` with no previous ``last.ckpt`` (instead of a silent new run)."""
+    """The error of ``--ckpt_path last`` with no checkpoint to resume (instead of a silent new run)."""
     where = [os.path.join(root, "lightning_logs/version_*/checkpoints") for root in roots]
     where += list(checkpoint_dirs)
     return CheckpointError(
-        f"--ckpt_path last found no last.ckpt of a previous run (looked in {', '.join(where)}): train with "
-        "--trainer.callbacks+=ModelCheckpoint --trainer.callbacks.save_last true "
-        "(see docs/guides/resuming.md), or pass the checkpoint's path"
+        f"--ckpt_path last found no checkpoint of a previous run (looked in {', '.join(where)}): run "
+        "from the folder the run was started in (or with its --trainer.default_root_dir), or pass the "
+        "checkpoint's path"
     )
 
 

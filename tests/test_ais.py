@@ -148,7 +148,7 @@ def test_bad_input_gets_clear_errors(linear_gaussian):
 def _trained_vae(steps: int = 30):
     pl.seed_everything(0)
     data = Toy2DDataModule("four_points", num_samples=512, batch_size=64)
-    model = VAE(latent_dim=2, data_shape=4, likelihood_family="bernoulli")  # configs/vae/four_points.yaml's model
+    model = VAE(latent_dim=2, data_shape=4, likelihood_family="bernoulli", generator_activation="relu")  # configs/vae/four_points.yaml's model
     trainer = pl.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(model, datamodule=data)
     return model, data, trainer
@@ -156,7 +156,7 @@ def _trained_vae(steps: int = 30):
 
 def test_callback_logs_ais_on_test_and_matches_the_grid():
     model, data, trainer = _trained_vae()
-    test_model = VAE(latent_dim=2, data_shape=4, likelihood_family="bernoulli")
+    test_model = VAE(latent_dim=2, data_shape=4, likelihood_family="bernoulli", generator_activation="relu")
     test_model.load_state_dict(model.state_dict())
     callback = AISCallback(num_temperatures=200, num_chains=16, leapfrog_steps=5, max_examples=8, iwae_samples=64)
     tester = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[callback])
@@ -188,5 +188,6 @@ def test_evaluate_cli_on_a_checkpoint(tmp_path, capsys):
     exact = grid_log_marginal(model.prior, model.likelihood, torch.eye(4), extent=5.0, resolution=128)
     assert float(exact.min()) - 0.05 < results["ais"] < float(exact.max()) + 0.05, (results, exact)
     assert results["iwae"] <= results["ais"] + 0.05 and results["examples"] == 8
-    with pytest.raises(FileNotFoundError, match="checkpoint"):
+    with pytest.raises(SystemExit) as exit:
         main(["--config", "configs/vae/four_points.yaml", "--ckpt_path", str(tmp_path / "missing.ckpt")])
+    assert exit.value.code == 2 and "missing.ckpt' does not exist" in capsys.readouterr().err

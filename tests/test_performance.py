@@ -118,7 +118,7 @@ def _assert_same_parameters(model, other):
 
 def _train_pc_adv(tmp_path, callbacks=()):
     torch.manual_seed(0)
-    model = PCAdv(latent_dim=2, data_shape=1, learn_model=True, hidden=(16,), aux_steps=2, grad_clip=0.5)
+    model = PCAdv(latent_dim=2, data_shape=1, learn_model=True, likelihood_family="gaussian", hidden=(16,), aux_steps=2, grad_clip=0.5)
     return model, _fit_toy(tmp_path, model, 30, callbacks=callbacks)
 
 

@@ -221,7 +221,7 @@ ALL = [
 
 @pytest.mark.parametrize("algorithm,extra", ALL, ids=lambda v: getattr(v, "__name__", "") or str(v.get("loss", "")))
 def test_bf16_mixed_precision_trains(tmp_path, algorithm, extra):
-    model = algorithm(latent_dim=2, data_shape=2, hidden=(8,), aux_steps=1, **extra)
+    model = algorithm(latent_dim=2, data_shape=2, hidden=(8,), aux_steps=1, **{"likelihood_family": "gaussian", **extra})  # real-valued data
     before = params(model).clone()
     pl.Trainer(fast_dev_run=2, accelerator="cpu", precision="bf16-mixed", logger=False, enable_progress_bar=False,
                enable_model_summary=False, default_root_dir=str(tmp_path)).fit(model, Toy2DDataModule("ring", num_samples=64, batch_size=16))

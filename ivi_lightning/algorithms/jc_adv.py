@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
-from ivi_lightning.algorithms.joint_discriminator import discriminator_updates
+from ivi_lightning.algorithms.joint_discriminator import discriminator_updates, joint_discriminator
 from ivi_lightning.data import Simulations
 from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob
 from ivi_lightning.estimators import forward_kl_encoder_loss, gan_generator_loss, ratio_accuracy, ratio_loss
@@ -44,13 +44,21 @@ class JCAdv(ImplicitVI):
         loss: ``"kl"``, ``"forward_kl"``, ``"ali"`` or ``"bigan"``, see above.
         aux_steps: discriminator updates per encoder update (as for PCAdv, 3 keeps the
             discriminator ahead of the encoder on the toys).
+        packing: the discriminator sees this many joints at once (PacGAN's packing, see
+            :class:`~ivi_lightning.algorithms.joint_discriminator.PackedDiscriminator`; a given
+            ``discriminator`` must then take packed joints); ``1``: one joint per logit.
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
 
     alternative = ""
 
     def __init__(
-        self, discriminator: Optional[nn.Module] = None, loss: str = "kl", aux_steps: int = 3, **kwargs: Any
+        self,
+        discriminator: Optional[nn.Module] = None,
+        loss: str = "kl",
+        aux_steps: int = 3,
+        packing: int = 1,
+        **kwargs: Any,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
@@ -58,9 +66,7 @@ class JCAdv(ImplicitVI):
         # An attribute, not only an hparam: subclasses fix the loss and the CLI records only their own
         # arguments.
         self.loss_kind = loss
-        self.discriminator = (
-            discriminator if discriminator is not None else self.build_network("discriminator")
-        )
+        self.discriminator = joint_discriminator(self, discriminator, packing)
         self._check_learnable()
 
     def default_encoder(self) -> nn.Module:

@@ -1,14 +1,110 @@
 """The joint discriminator's updates, shared by the joint-contrastive algorithms with one
-(:class:`~ivi_lightning.algorithms.JCAdv` and its subclasses, :class:`~ivi_lightning.algorithms.JCHybrid`)."""
+(:class:`~ivi_lightning.algorithms.JCAdv` and its subclasses, :class:`~ivi_lightning.algorithms.JCHybrid`),
+and PacGAN's packing of joints (Lin, Khetan, Fanti, Oh, NeurIPS 2018)."""
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ivi_lightning.estimators import ratio_accuracy, ratio_loss
+from ivi_lightning.shapes import DataShape, as_shape
+
+
+def check_packing(packing: Any) -> int:
+    """``packing`` as an int, or a ``ValueError`` naming the cause and the fix.
+
+    Args:
+        packing: joints per discriminator input, ``m ≥ 1`` (``1``: no packing).
+    """
+    if isinstance(packing, bool) or not isinstance(packing, int) or packing < 1:
+        raise ValueError(
+            f"packing is the number of joints the discriminator sees at once, a whole number ≥ 1, "
+            f"got {packing!r}: use 1 for the plain discriminator or e.g. 4 for PacGAN4"
+        )
+    return packing
+
+
+def packed_shape(data_shape: DataShape, packing: int) -> Tuple[int, ...]:
+    """Shape of one packed example: ``m`` examples stacked along the first axis (PacGAN's channels).
+
+    Args:
+        data_shape: shape of one example, ``(d,)`` or ``(C, H, W)``.
+        packing: ``m``.
+
+    >>> packed_shape((2,), 4), packed_shape((1, 28, 28), 2)
+    ((8,), (2, 28, 28))
+    """
+    shape = as_shape(data_shape)
+    return (packing * shape[0], *shape[1:])
+
+
+def pack_joints(x: Tensor, z: Tensor, packing: int) -> Tuple[Tensor, Tensor]:
+    """Group ``m`` consecutive joints into one: ``x [B, d0, ...] → [B/m, m·d0, ...]``,
+    ``z [B, k] → [B/m, m·k]``.
+
+    Args:
+        x: data ``[B, *data_shape]``.
+        z: latents ``[B, latent_dim]``.
+        packing: ``m``; ``B`` must be a multiple of it.
+
+    >>> [t.shape for t in pack_joints(torch.zeros(6, 2), torch.zeros(6, 3), 3)]
+    [torch.Size([2, 6]), torch.Size([2, 9])]
+    """
+    batch = x.shape[0]
+    if batch % packing:
+        raise ValueError(
+            f"a packed discriminator (packing={packing}) got {batch} joints, not a multiple of {packing}: "
+            f"make the batch size (per update, and any number of samples scored) a multiple of {packing}"
+        )
+    return x.reshape(batch // packing, packing * x.shape[1], *x.shape[2:]), z.reshape(batch // packing, -1)
+
+
+class PackedDiscriminator(nn.Module):
+    """PacGAN's packing for a joint discriminator: one logit for every ``m`` joints, seen at once.
+
+    A batch of ``B`` joints gives ``B/m`` logits, each from ``m`` consecutive joints concatenated
+    (:func:`pack_joints`). The losses need no change: a pack of ``m`` independent joints of ``q``
+    against one of ``p`` is a classification between the product distributions, whose optimal
+    logit is the sum of the ``m`` log-ratios; a generator that drops modes is easier to spot from
+    ``m`` samples than from one. ``m = 1`` is the inner discriminator itself.
+
+    Args:
+        discriminator: network ``(x, z) -> logit`` on packed joints, e.g. built for
+            ``data_shape=packed_shape(data_shape, m)`` and ``latent_dim=m · latent_dim``.
+        packing: ``m``, joints per logit.
+
+    >>> from ivi_lightning.nets.mlp import Discriminator
+    >>> PackedDiscriminator(Discriminator(8, 4, hidden=(8,)), 4)(torch.zeros(12, 2), torch.zeros(12, 1)).shape
+    torch.Size([3])
+    """
+
+    def __init__(self, discriminator: nn.Module, packing: int) -> None:
+        super().__init__()
+        self.discriminator, self.packing = discriminator, check_packing(packing)
+
+    def forward(self, x: Tensor, z: Tensor) -> Tensor:
+        return self.discriminator(*pack_joints(x, z, self.packing))
+
+
+def joint_discriminator(algorithm: Any, discriminator: Optional[nn.Module], packing: int) -> nn.Module:
+    """The joint discriminator of ``algorithm``: ``discriminator``, or the default one of its
+    architecture, packed when ``packing > 1`` (the default then sized for packed joints).
+
+    Args:
+        algorithm: an :class:`~ivi_lightning.algorithms.base.ImplicitVI` (for ``build_network``).
+        discriminator: a network ``(x, z) -> logit`` taking packed joints, or ``None``.
+        packing: ``m ≥ 1`` joints per logit; ``1`` returns the discriminator unwrapped.
+    """
+    packing = check_packing(packing)
+    if discriminator is None:
+        sizes = dict(
+            data_shape=packed_shape(algorithm.data_shape, packing), latent_dim=packing * algorithm.latent_dim
+        )
+        discriminator = algorithm.build_network("discriminator", **(sizes if packing > 1 else {}))
+    return discriminator if packing == 1 else PackedDiscriminator(discriminator, packing)
 
 
 def discriminator_updates(

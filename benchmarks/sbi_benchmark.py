@@ -47,6 +47,8 @@ logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
 # Our methods: algorithm and settings (JCDen's as in configs/jc_den/sbi_two_moons.yaml).
 OURS: Dict[str, tuple] = {
     "JCDen": ("JCDen", dict(model_score="denoiser", noise_std=0.02, max_noise_std=1.0, noise_components=8)),
+    "JCDen(diffusion)": ("JCDen", dict(model_score="denoiser", noise_std=0.005, max_noise_std=3.0, noise_components=8,
+                                       posterior_sampler="diffusion", diffusion_steps=500)),
     "JCAdv": ("JCAdv", dict(loss="kl")),
     "JCAdv(forward_kl)": ("JCAdv", dict(loss="forward_kl")),
     "JCAdv(ali)": ("JCAdv", dict(loss="ali")),

@@ -90,6 +90,32 @@ def denoiser_score(denoised: Tensor, noisy: Tensor, noise_std: Union[float, Tens
     return (denoised - noisy) / noise_std**2
 
 
+def reverse_diffusion(denoise: Callable[[Tensor, float], Tensor], z: Tensor, noise_levels: Tensor) -> Tensor:
+    """Draws of ``p`` from draws ``z`` of ``p`` smoothed at the first level, by the reverse-time
+    variance-exploding SDE (Song et al., 2021) down the decreasing ``noise_levels``.
+
+    Each step from ``σ`` to ``σ'`` moves along the smoothed score ``(F(z, σ) − z)/σ²`` for
+    ``σ² − σ'²`` and adds noise of that variance; the last denoised mean ``F(z, σ_min)``
+    (Tweedie) removes the remaining smoothing.
+
+    Args:
+        denoise: ``F(z̃, σ)``, the denoised mean of ``z̃`` corrupted at level ``σ``.
+        z: draws of ``p`` convolved with ``N(0, noise_levels[0]²)``.
+        noise_levels: decreasing corruption levels, ``[num_levels]``.
+
+    >>> denoise = lambda z, s: z / (1 + s**2)  # exact for p = N(0, 1)
+    >>> _ = torch.manual_seed(0)
+    >>> z = reverse_diffusion(denoise, 2**0.5 * torch.randn(20000, 1), torch.logspace(0, -2, 200))
+    >>> round(z.std().item(), 1)
+    1.0
+    """
+    levels = noise_levels.tolist()
+    for sigma, sigma_next in zip(levels[:-1], levels[1:]):
+        step = sigma**2 - sigma_next**2
+        z = z + step * denoiser_score(denoise(z, sigma), z, sigma) + step**0.5 * torch.randn_like(z)
+    return denoise(z, levels[-1])
+
+
 def denoising_loss(denoised: Tensor, clean: Tensor) -> Tensor:
     """Squared reconstruction error of a denoiser, summed over features, averaged over examples.
 

@@ -1,5 +1,6 @@
 """Inference with a simulator: the data module's budget, bounded priors, standardisation, C2ST."""
 import math
+import re
 
 import pytest
 import pytorch_lightning as pl
@@ -179,6 +180,60 @@ def test_two_mode_posterior_keeps_both_modes():
     near_positive = ((samples - math.sqrt(0.5)).abs() < 0.2).float().mean().item()
     near_negative = ((samples + math.sqrt(0.5)).abs() < 0.2).float().mean().item()
     assert near_positive >= 0.25 and near_negative >= 0.25, (near_positive, near_negative)
+
+
+def gaussian_mixture_denoiser(means: torch.Tensor, std: float):
+    """The exact denoised mean ``E[z | z + σ ε]`` for ``z ~ ½ Σ_k N(means[k], std²)`` (1-D)."""
+
+    def denoise(z_noisy: torch.Tensor, sigma: float) -> torch.Tensor:
+        var = std**2 + sigma**2
+        weights = torch.softmax(-((z_noisy - means) ** 2) / (2 * var), dim=1)  # [n, modes]
+        return (weights * (std**2 * z_noisy + sigma**2 * means) / var).sum(1, keepdim=True)
+
+    return denoise
+
+
+def test_reverse_diffusion_draws_the_distribution_of_an_exact_denoiser():
+    from ivi_lightning.estimators import reverse_diffusion
+
+    torch.manual_seed(0)
+    levels = torch.logspace(math.log10(3.0), math.log10(0.01), 300)
+    gaussian = reverse_diffusion(gaussian_mixture_denoiser(torch.tensor([1.5]), 0.3), 1.5 + 3.0 * torch.randn(20_000, 1), levels)
+    assert gaussian.mean().item() == pytest.approx(1.5, abs=0.02) and gaussian.std().item() == pytest.approx(0.3, abs=0.01)
+    # Two modes far apart, started from one broad blob: half the draws end at each, each mode at its width.
+    means = torch.tensor([-1.0, 1.0])
+    draws = reverse_diffusion(gaussian_mixture_denoiser(means, 0.1), 3.2 * torch.randn(20_000, 1), levels).squeeze(1)
+    right = draws > 0
+    assert right.float().mean().item() == pytest.approx(0.5, abs=0.03)
+    assert draws[right].std().item() == pytest.approx(0.1, abs=0.01) and draws[~right].mean().item() == pytest.approx(-1.0, abs=0.02)
+
+
+def test_jc_den_diffusion_sampler_keeps_both_modes_inside_the_support():
+    """JCDen's model denoiser, walked down by the diffusion sampler, on x = θ² + noise (modes at ±0.71)."""
+    pl.seed_everything(0)
+    dm = SimulatorDataModule(BoxUniform([-1.0], [1.0]), CountingSimulator(), num_simulations=4000, batch_size=200, seed=0)
+    model = ivi.JCDen(latent_dim=1, data_shape=1, learn_model=False, hidden=(64, 64), model_score="denoiser", noise_std=0.01,
+                      max_noise_std=3.0, posterior_sampler="diffusion", diffusion_steps=200)
+    trainer(2000, limit_val_batches=0).fit(model, dm)
+    with torch.no_grad():
+        samples = model.sample_posterior(torch.tensor([0.5]), 4000).squeeze(1)
+    near_positive = ((samples - math.sqrt(0.5)).abs() < 0.2).float().mean().item()
+    near_negative = ((samples + math.sqrt(0.5)).abs() < 0.2).float().mean().item()
+    assert near_positive >= 0.25 and near_negative >= 0.25, (near_positive, near_negative)
+    assert bool((samples.abs() < 1).all())
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(posterior_sampler="langevin"), "posterior_sampler must be one of encoder, diffusion"),
+        (dict(posterior_sampler="diffusion", model_score="denoiser"), "set max_noise_std"),
+        (dict(posterior_sampler="diffusion", max_noise_std=1.0, model_score="density"), "set model_score='denoiser'"),
+    ],
+)
+def test_jc_den_refuses_a_sampler_it_cannot_run(options, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ivi.JCDen(latent_dim=1, data_shape=1, learn_model=False, noise_std=0.01, **options)
 
 
 @pytest.mark.parametrize("config", ["configs/jc_den/sbi_two_moons.yaml", "configs/jc_adv/sbi_two_moons.yaml"])

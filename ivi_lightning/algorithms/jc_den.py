@@ -11,9 +11,17 @@ from torch import Tensor, nn
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.data import Simulations
 from ivi_lightning.distributions import has_log_prob
-from ivi_lightning.estimators import denoiser_score, input_gradient, scaled_denoising_loss, score_surrogate
+from ivi_lightning.estimators import (
+    denoiser_score,
+    input_gradient,
+    reverse_diffusion,
+    scaled_denoising_loss,
+    score_surrogate,
+    tile_examples,
+)
 
 MODEL_SCORES = ("auto", "density", "denoiser")
+POSTERIOR_SAMPLERS = ("encoder", "diffusion")
 
 
 class JCDen(ImplicitVI):
@@ -41,6 +49,13 @@ class JCDen(ImplicitVI):
         model_score: ``"density"`` (``∇_z log p(x, z)`` by autograd), ``"denoiser"`` (a model
             denoiser, likelihood-free) or ``"auto"`` (density when prior and likelihood have one).
         aux_steps: denoiser updates per encoder update.
+        posterior_sampler: how :meth:`sample_posterior` draws: ``"encoder"`` (one pass of the
+            implicit encoder) or ``"diffusion"`` (needs the noise-conditional model denoiser:
+            the encoder's draws, smoothed at ``max_noise_std``, carried down to ``noise_std``
+            by the reverse-time diffusion with the model denoiser's score, which is an
+            estimate of the posterior's own smoothed score and corrects what the encoder has
+            not learnt; ``diffusion_steps`` network evaluations per draw, no gradient).
+        diffusion_steps: noise levels of the ``"diffusion"`` sampler, log-spaced.
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
 
@@ -53,6 +68,8 @@ class JCDen(ImplicitVI):
         model_score: str = "auto",
         aux_steps: int = 3,
         max_noise_std: Optional[float] = None,
+        posterior_sampler: str = "encoder",
+        diffusion_steps: int = 500,
         **kwargs: Any,
     ) -> None:
         data_noise_std = noise_std if data_noise_std is None else data_noise_std
@@ -67,6 +84,20 @@ class JCDen(ImplicitVI):
             )
         if model_score not in MODEL_SCORES:
             raise ValueError(f"model_score must be one of {', '.join(MODEL_SCORES)}, got {model_score!r}")
+        if posterior_sampler not in POSTERIOR_SAMPLERS:
+            raise ValueError(
+                f"posterior_sampler must be one of {', '.join(POSTERIOR_SAMPLERS)}, got {posterior_sampler!r}"
+            )
+        if posterior_sampler == "diffusion" and model_score == "density":
+            raise ValueError(
+                "JCDen(posterior_sampler='diffusion') samples with the model denoiser: "
+                "set model_score='denoiser'"
+            )
+        if posterior_sampler == "diffusion" and (max_noise_std is None or diffusion_steps < 2):
+            raise ValueError(
+                "posterior_sampler='diffusion' walks down the model denoiser's noise levels: set "
+                f"max_noise_std (got {max_noise_std}) and diffusion_steps >= 2 (got {diffusion_steps})"
+            )
         super().__init__(aux_steps=aux_steps, **kwargs)
         self.noise_std, self.data_noise_std = float(noise_std), float(data_noise_std)
         self.max_noise_std = None if max_noise_std is None else float(max_noise_std)
@@ -106,6 +137,11 @@ class JCDen(ImplicitVI):
                 f"{name}(model_score='density') needs log_prob of the prior and likelihood: "
                 "use model_score='denoiser' (likelihood-free)"
             )
+        if self.hparams.posterior_sampler == "diffusion" and not self.uses_model_denoiser:
+            raise ValueError(
+                f"{name}(posterior_sampler='diffusion') samples with the model denoiser: "
+                "set model_score='denoiser'"
+            )
         if self.max_noise_std is not None and not self.uses_model_denoiser:
             raise ValueError(
                 f"{name}(max_noise_std=...) smooths both scores, so it needs the model denoiser: "
@@ -120,6 +156,27 @@ class JCDen(ImplicitVI):
 
     def auxiliary_networks(self) -> list:
         return [self.denoiser] + ([self.model_denoiser] if self.uses_model_denoiser else [])
+
+    def draw_posterior(self, x: Tensor, num_samples: int = 1) -> Tensor:
+        """The encoder's draws, or with ``posterior_sampler="diffusion"`` those draws refined by the
+        model denoiser (see the class docstring)."""
+        z = super().draw_posterior(x, num_samples)
+        if self.hparams.posterior_sampler == "encoder":
+            return z
+        assert self.max_noise_std is not None  # checked in __init__
+        denoiser = self.model_denoiser_network()
+        levels = torch.logspace(
+            math.log10(self.max_noise_std), math.log10(self.noise_std), self.hparams.diffusion_steps
+        )
+        x_rep = tile_examples(x, num_samples)
+        z_flat = z.reshape(-1, self.latent_dim)
+
+        def denoise(z_noisy: Tensor, sigma: float) -> Tensor:
+            return denoiser(x_rep, z_noisy, torch.full_like(z_noisy[:, :1], sigma))[1]
+
+        with torch.no_grad():
+            smoothed = z_flat + self.max_noise_std * torch.randn_like(z_flat)
+            return reverse_diffusion(denoise, smoothed, levels).view_as(z)
 
     def latent_noise_levels(self, num_examples: int, like: Tensor) -> Optional[Tensor]:
         """Each example's latent corruption level, ``[num, 1]`` log-uniform in ``[noise_std, max_noise_std]``

@@ -32,7 +32,7 @@ import torch
 
 from datamodules import MNISTDataModule
 from ivi_lightning import JCAdv, JCDen, PCAdv, PCDen, VAE
-from ivi_lightning.algorithms.base import EMAWeightAveraging, NonFiniteLossError
+from ivi_lightning.training import EMAWeightAveraging, NonFiniteLossError
 from ivi_lightning.evaluate import evaluate
 
 ALGORITHMS = {

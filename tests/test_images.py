@@ -333,7 +333,7 @@ def test_mnist_table_reports_a_diverged_row_and_goes_on(tmp_path, capsys, monkey
     """A row whose training hits a non-finite loss is printed as diverged; the other rows still run."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import mnist_table
-    from ivi_lightning.algorithms.base import NonFiniteLossError
+    from ivi_lightning.training import NonFiniteLossError
 
     run = mnist_table.run
 

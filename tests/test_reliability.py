@@ -11,7 +11,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from datamodules import Toy2DDataModule
 from ivi_lightning import JCAdv, JCAdvRMD, JCDen, JCHybrid, PCAdv, PCDen, VAE
-from ivi_lightning.algorithms.base import EMAWeightAveraging, NonFiniteLossError
+from ivi_lightning.training import EMAWeightAveraging, NonFiniteLossError
 from ivi_lightning.checkpoint import AtomicCheckpointIO
 
 SMALL = dict(latent_dim=2, data_shape=1, hidden=(8,), aux_steps=1)

@@ -1,51 +1,44 @@
 """What an algorithm is: its parts and their checks, sampling, the optimizer step, its optimizers,
-validation and test steps. How it is trained around that (per-rank random streams, atomic
-checkpoints, Trainer checks, ...) lives in :mod:`ivi_lightning.training`."""
+validation and test steps. The rest is named where it lives: batches, part contracts, hyperparameters
+in :mod:`ivi_lightning.algorithms`; how it is trained in :mod:`ivi_lightning.training`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 import pytorch_lightning as pl
 import torch
-from lightning_fabric.utilities.data import AttributeDict
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.batches import UpdateBatches
-from ivi_lightning.algorithms.contracts import check_initialised, check_parts, density_alternative
-from ivi_lightning.algorithms.hyperparameters import check_hyperparameters
+from ivi_lightning.algorithms.contracts import PART_NAMES, check_model, check_parts
+from ivi_lightning.algorithms.hyperparameters import check_hyperparameters, default_network
 from ivi_lightning.algorithms.known_model import adopt_known_model
 from ivi_lightning.distributions import (
     BernoulliLikelihood,
-    DataShape,
     GaussianLikelihood,
     Likelihood,
     Prior,
     StandardNormalPrior,
-    as_shape,
-    require_log_prob,
 )
 from ivi_lightning.distributions.support import ParameterSpace
 from ivi_lightning.estimators import tile_examples
-from ivi_lightning.nets.factory import build_network
-from ivi_lightning.training import EMAWeightAveraging, NonFiniteLossError, training_callbacks  # noqa: F401
-from ivi_lightning.training.checkpoints import checked_source, record_metadata, restore_metadata
-from ivi_lightning.training.logging import is_logging_batch, log_on_logging_batches
+from ivi_lightning.shapes import DataShape, as_shape
+from ivi_lightning.training import training_callbacks
+from ivi_lightning.training.checkpoints import CheckpointRecords
+from ivi_lightning.training.logging import CadencedLogging
 from ivi_lightning.training.nonfinite import parameters_of, refuse_or_skip, trainer_of, update_is_finite
 
-#: Every part an algorithm may hold, model first: never hyperparameters, each a network or distribution.
-PART_NAMES = ("prior", "likelihood", "encoder", "discriminator", "denoiser", "model_denoiser")
-MODEL_PARTS = PART_NAMES[:2]
 
-
-class ImplicitVI(UpdateBatches, pl.LightningModule):
+class ImplicitVI(UpdateBatches, CadencedLogging, CheckpointRecords):
     """Base class of the algorithms: an encoder ``q(z|x)`` for a model ``p(z) p(x|z)``.
 
     Subclasses set ``needs_prior_density`` / ``needs_likelihood_density`` and implement
     ``training_step`` as their update schedule.
     Missing parts come from the ``default_*`` hooks, sized from ``latent_dim`` and ``data_shape``;
     they read only ``self.hparams`` (saved first), so a subclass calls ``super().__init__`` first.
-    How training runs around this (random streams, checkpoints, checks) is in :mod:`ivi_lightning.training`.
+    Metrics go through ``log_metrics`` (:class:`~ivi_lightning.training.logging.CadencedLogging`);
+    checkpoints name the algorithm (:class:`~ivi_lightning.training.checkpoints.CheckpointRecords`).
 
     Args:
         latent_dim: size of ``z``.
@@ -87,10 +80,7 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
     likelihood: Likelihood
     encoder: Any  # a network x -> z; some also have location_scale(x) or moments(x)
 
-    if TYPE_CHECKING:  # what Lightning returns here, as this class uses it
-
-        @property
-        def hparams(self) -> AttributeDict: ...
+    if TYPE_CHECKING:  # Lightning types this as one optimizer or a list; the schedules unpack theirs
 
         def optimizers(self, use_pl_optimizer: bool = True) -> Any: ...
 
@@ -121,36 +111,26 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=list(PART_NAMES))
         check_hyperparameters(self.hparams)
-        self.nonfinite_skips = 0
+        self.nonfinite_skips = 0  # updates dropped under on_nonfinite="skip", saved in checkpoints
         self.latent_dim, self.data_shape = int(latent_dim), as_shape(data_shape)
-        self.hidden = tuple(hidden)
         # Coordinates of inference (identity unless a simulator data module fits it): saved with the model.
         self.parameter_space = ParameterSpace(self.latent_dim, self.data_shape)
         # With a fixed model and parts left out, the data module's known model is adopted in setup().
         adopt_later = not learn_model and (prior is None or likelihood is None)
-        self.prior = prior if prior is not None or adopt_later else self.default_prior()  # type: ignore[assignment]
-        self.likelihood = likelihood if likelihood is not None or adopt_later else self.default_likelihood()  # type: ignore[assignment]
+        if prior is None and not adopt_later:
+            prior = self.default_prior()
+        self.prior = prior  # type: ignore[assignment]  # None until adopted
+        if likelihood is None and not adopt_later:  # after self.prior: a default may read it
+            likelihood = self.default_likelihood()
+        self.likelihood = likelihood  # type: ignore[assignment]
         self.encoder = encoder if encoder is not None else self.default_encoder()
-        self.check_model()
+        check_model(self)
 
     # --- parts -------------------------------------------------------------------------------
     def build_network(self, kind: str, **options: Any) -> nn.Module:
-        """A default ``kind`` network of this algorithm's ``architecture``, sized to its data and latent."""
-        h = self.hparams
-        shared = {k: h[k] for k in ("noise_dim", "noise_injection", "noise_components")}
-        shared.update(data_shape=self.data_shape, latent_dim=self.latent_dim, hidden=self.hidden)
-        shared.update(generator_act=h.generator_activation)
-        return build_network(kind, h.architecture, shared=shared, **options)
-
-    def build_context_network(self, kind: str, **options: Any) -> nn.Module:
-        """A default ``kind`` MLP taking a location–scale encoder's ``cat(μ, log σ)`` in place of ``x``:
-        all its noise ``u`` knows of ``x``. Layers of ``8 · latent_dim`` units, within 64–256."""
-        width = min(256, max(64, 8 * self.latent_dim))
-        hidden = self.hidden if self.hparams.architecture == "mlp" else (width, width)
-        data_shape = (2 * self.latent_dim,)
-        return build_network(
-            kind, "mlp", data_shape=data_shape, latent_dim=self.latent_dim, hidden=hidden, **options
-        )
+        """A default ``kind`` network sized by this algorithm's hyperparameters (see
+        :func:`~ivi_lightning.algorithms.hyperparameters.default_network`)."""
+        return default_network(self.hparams, kind, **options)
 
     def default_prior(self) -> Prior:
         return StandardNormalPrior(self.latent_dim)
@@ -163,20 +143,6 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
 
     def default_encoder(self) -> nn.Module:
         return self.build_network("implicit_encoder")
-
-    def check_model(self) -> None:
-        """Refuse a part that was not initialised, or a prior or likelihood whose missing density this
-        algorithm needs (naming algorithms that need none); see :mod:`~ivi_lightning.algorithms.contracts`."""
-        for part in ("prior", "likelihood", "encoder"):
-            check_initialised(getattr(self, part, None), part)
-        for part, needed in zip(MODEL_PARTS, (self.needs_prior_density, self.needs_likelihood_density)):
-            if getattr(self, part) is not None and needed:
-                require_log_prob(getattr(self, part), part, type(self).__name__, density_alternative(part))
-        if self.prior is not None and getattr(self.prior, "dim", self.latent_dim) != self.latent_dim:
-            raise ValueError(
-                f"the prior is over {self.prior.dim}-dimensional latents but latent_dim={self.latent_dim}: "
-                "set latent_dim to the prior's dimension"
-            )
 
     def setup(self, stage: str) -> None:
         """Check the data module's batches and shapes; adopt its known model where parts were left out."""
@@ -242,21 +208,9 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         """Clip the gradient norm to ``grad_clip``: called inside the step, after AMP's unscaling."""
-        if self.hparams.grad_clip is not None:
-            self.clip_gradients(
-                optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm"
-            )
-
-    def logging_step(self) -> bool:
-        """Whether this training step's metrics are logged (see "
-        ":func:`~ivi_lightning.training.logging.is_logging_batch`)."""
-        trainer = trainer_of(self)
-        return trainer is None or is_logging_batch(trainer)
-
-    def log_metrics(self, prefix: str, metrics: Dict[str, Tensor], **kwargs: Any) -> None:
-        """``log_dict`` of ``metrics`` as ``prefix/name`` on :meth:`logging_step` batches (``kwargs`` to "
-        "``log_dict``)."""
-        log_on_logging_batches(self, prefix, metrics, **kwargs)
+        clip = self.hparams.grad_clip
+        if clip is not None:
+            self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
     def model_parameters(self) -> List[nn.Parameter]:
         """Parameters of the prior and likelihood when the model is learned, else none."""
@@ -283,22 +237,6 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
         auxiliary = [p for net in self.auxiliary_networks() for p in net.parameters()]
         return (variational, self.adam(auxiliary, self.hparams.aux_lr)) if auxiliary else variational
 
-    # --- checkpoints ---------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        """Record the algorithm and its skipped-update count (the random streams: ``RankRandomStreams``)."""
-        record_metadata(checkpoint, self)
-
-    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        """Refuse another algorithm's checkpoint, before its weights are loaded; restore the skip count."""
-        restore_metadata(checkpoint, self, _expected_algorithm(type(self)))
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
-        """Lightning's ``load_from_checkpoint``, with clear errors for a missing or corrupted file
-        and for a checkpoint written by another algorithm."""
-        source: Any = checked_source(checkpoint_path, _expected_algorithm(cls))
-        return super().load_from_checkpoint(source, *args, **kwargs)
-
     # --- evaluation --------------------------------------------------------------------------
     def elbo_estimate(self, x: Tensor) -> Optional[Tensor]:
         """Per-example ELBO estimate where the algorithm has one (plug-in, not a bound), else ``None``."""
@@ -315,14 +253,3 @@ class ImplicitVI(UpdateBatches, pl.LightningModule):
         elbo = self.elbo_estimate(self.batch_data(batch))
         if elbo is not None:
             self.log(f"{stage}/elbo", elbo.mean(), sync_dist=True, prog_bar=stage == "val")
-
-
-def detached(tensors: Optional[Tuple[Tensor, Tensor]]) -> Optional[Tuple[Tensor, Tensor]]:
-    """``tensors`` cut from their graph (``None`` stays ``None``): e.g. a location–scale encoder's
-    ``(μ, σ)``, computed once per update: with its graph for the encoder, detached for the auxiliary net."""
-    return None if tensors is None else (tensors[0].detach(), tensors[1].detach())
-
-
-def _expected_algorithm(cls: type) -> Optional[str]:
-    """The algorithm a checkpoint loaded by ``cls`` must come from (``None`` for the base class: any)."""
-    return None if cls is ImplicitVI else cls.__name__

@@ -19,8 +19,8 @@ class UpdateBatches:
     parameter_space: Any
 
     def batch_data(self, batch: Any) -> Tensor:
-        """The data ``x`` of a batch (``x``, ``(x, label, ...)`` or :class:`Simulations`, standardised), "
-        "shape-checked."""
+        """The data ``x`` of a batch (``x``, ``(x, label, ...)`` or :class:`Simulations`, standardised),
+        shape-checked."""
         x = batch_tensor(batch)
         if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(

@@ -1,6 +1,9 @@
-"""What an algorithm checks of its parts and data before it trains on them, so that a wrong part
-ends in one error naming it (not in a shape error deep inside an update).
+"""The parts an algorithm holds, and what it checks of them and of its data before it trains on
+them, so that a wrong part ends in one error naming it (not in a shape error deep inside an update).
 
+* :data:`PART_NAMES`: the one list of part attributes.
+* :func:`check_model`: at construction and when a known model is adopted: every part initialised,
+  a density wherever the algorithm needs one, the prior's dimension.
 * :func:`check_initialised`: a part whose ``__init__`` skipped ``super().__init__``.
 * :func:`check_parts`: at setup, the parts run once on a probe of two examples, in a private
   random stream (training's is untouched): the shapes of ``prior.sample`` and ``prior.log_prob``,
@@ -19,9 +22,12 @@ from typing import Any, List, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob
+from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob, require_log_prob
 from ivi_lightning.distributions.support import SimulatorLikelihood
 
+#: Every part an algorithm may hold, model first: never hyperparameters, each a network or distribution.
+PART_NAMES = ("prior", "likelihood", "encoder", "discriminator", "denoiser", "model_denoiser")
+MODEL_PARTS = PART_NAMES[:2]
 PROBE = 2  # examples in the probe batch
 INTEGER_HYPERPARAMETERS = ("latent_dim", "aux_steps", "updates_per_batch", "noise_dim", "noise_components")
 #: Algorithms that need no density of a part, named when an algorithm is given a part without one.
@@ -48,6 +54,24 @@ def check_integers(hparams: Mapping[str, Any]) -> None:
         or any(not isinstance(h, numbers.Integral) or isinstance(h, bool) or h <= 0 for h in hidden)
     ):
         raise ValueError(f"hidden must be a list of positive integer layer sizes, got {hidden!r}")
+
+
+def check_model(algorithm: Any) -> None:
+    """Refuse a part that was not initialised, a prior or likelihood without the density
+    ``algorithm`` needs of it (naming algorithms that need none), or a prior over latents of another
+    size than ``latent_dim``. A part still ``None`` (a known model not yet adopted) is skipped."""
+    for part in ("prior", "likelihood", "encoder"):
+        check_initialised(getattr(algorithm, part, None), part)
+    name = type(algorithm).__name__
+    for part, needed in zip(MODEL_PARTS, (algorithm.needs_prior_density, algorithm.needs_likelihood_density)):
+        if getattr(algorithm, part) is not None and needed:
+            require_log_prob(getattr(algorithm, part), part, name, density_alternative(part))
+    dim = getattr(algorithm.prior, "dim", algorithm.latent_dim)
+    if algorithm.prior is not None and dim != algorithm.latent_dim:
+        raise ValueError(
+            f"the prior is over {dim}-dimensional latents but latent_dim={algorithm.latent_dim}: "
+            "set latent_dim to the prior's dimension"
+        )
 
 
 def check_initialised(part: Any, role: str) -> None:

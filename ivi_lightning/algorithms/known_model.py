@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ivi_lightning.algorithms.contracts import check_model
 from ivi_lightning.distributions.support import LatentPrior, SimulatorLikelihood, as_prior, support_of
 
 
@@ -44,4 +45,4 @@ def adopt_known_model(algorithm: Any, datamodule: Any) -> None:
         algorithm.likelihood = algorithm.likelihood or known["likelihood"]
     else:
         return
-    algorithm.check_model()
+    check_model(algorithm)

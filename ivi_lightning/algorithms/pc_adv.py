@@ -1,5 +1,5 @@
-"""PC-Adv (= AVB): prior-contrastive, adversarial. See the docs' Concepts page (``docs/concepts.md``), "
-""PCAdv"."""
+"""PC-Adv (= AVB): prior-contrastive, adversarial. See the docs' Concepts page
+(``docs/concepts.md``), "PCAdv"."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.algorithms.base import ImplicitVI, detached
+from ivi_lightning.algorithms.base import ImplicitVI
+from ivi_lightning.algorithms.hyperparameters import context_network
 from ivi_lightning.estimators import (
     diagonal_normal_log_prob,
     gaussian_moments,
@@ -16,6 +17,7 @@ from ivi_lightning.estimators import (
     ratio_loss,
     standard_normal_log_prob,
 )
+from ivi_lightning.nets.mlp import detached
 
 
 class PCAdv(ImplicitVI):
@@ -66,13 +68,13 @@ class PCAdv(ImplicitVI):
 
     @property
     def uses_location_scale(self) -> bool:
-        """Adaptive contrast through a location–scale encoder's ``(μ, σ)`` and cheap draws of ``u`` (see "
-        "``contrast``)."""
+        """Adaptive contrast through a location–scale encoder's ``(μ, σ)`` and cheap draws of ``u``
+        (see ``contrast``)."""
         return self.hparams.adaptive_contrast and hasattr(self.encoder, "warped_noise")
 
     def default_discriminator(self) -> nn.Module:
         if self.uses_location_scale:
-            return self.build_context_network("discriminator")  # it sees ((μ, log σ), z̃)
+            return context_network(self.hparams, "discriminator")  # it sees ((μ, log σ), z̃)
         return self.build_network("discriminator")
 
     def default_encoder(self) -> nn.Module:

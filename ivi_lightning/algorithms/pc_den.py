@@ -7,8 +7,10 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.algorithms.base import ImplicitVI, detached
+from ivi_lightning.algorithms.base import ImplicitVI
+from ivi_lightning.algorithms.hyperparameters import context_network
 from ivi_lightning.estimators import denoiser_score, denoising_loss, score_surrogate, tile_examples
+from ivi_lightning.nets.mlp import detached
 
 
 class PCDen(ImplicitVI):
@@ -74,10 +76,8 @@ class PCDen(ImplicitVI):
         )
 
     def default_denoiser(self) -> nn.Module:
-        if self.hparams.location_scale:
-            return self.build_context_network(
-                "denoiser", noise_std=self.hparams.noise_std
-            )  # it sees (u, (μ, log σ))
+        if self.hparams.location_scale:  # it sees (u, (μ, log σ))
+            return context_network(self.hparams, "denoiser", noise_std=self.hparams.noise_std)
         return self.build_network("denoiser", noise_std=self.hparams.noise_std)
 
     def auxiliary_networks(self) -> list:

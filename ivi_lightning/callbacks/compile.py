@@ -7,7 +7,7 @@ from typing import Any, List, Optional, Sequence
 import pytorch_lightning as pl
 from torch import nn
 
-from ivi_lightning.algorithms.base import MODEL_PARTS, PART_NAMES
+from ivi_lightning.algorithms.contracts import MODEL_PARTS, PART_NAMES
 
 #: Attributes of an algorithm that hold networks called through ``forward``.
 NETWORK_NAMES = tuple(name for name in PART_NAMES if name not in MODEL_PARTS)

@@ -53,10 +53,9 @@ def conv_plan(data_shape: DataShape, base: int = 16, max_width: int = 64) -> Tup
         side, layers = side // 2, layers + 1
     if layers == 0 or side > 8:
         raise ValueError(
-            f"convolutional networks halve the image side down to at most 8 pixels, which {shape[1]} does "
-            "not allow "
-            "(it must be even and reach <= 8 by halving, e.g. 28, 32, 64): resize the images or use "
-            "architecture='mlp'"
+            f"convolutional networks halve the image side down to at most 8 pixels, which {shape[1]} "
+            "does not allow (it must be even and reach <= 8 by halving, e.g. 28, 32, 64): resize the "
+            "images or use architecture='mlp'"
         )
     widths = tuple(min(base * 2**i, max_width) for i in range(layers))
     return channels, widths, side

@@ -8,7 +8,7 @@ Every network flattens ``x``, so vector data (``data_shape=4``) and small images
 from __future__ import annotations
 
 import math
-from typing import Protocol, Sequence, Tuple, cast
+from typing import Optional, Protocol, Sequence, Tuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -223,6 +223,15 @@ class LocationScaleEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         mean, std = self.location_scale(x)
         return mean + std * self.warped_noise(mean, std)[0]
+
+
+def detached(location_scale: Optional[Tuple[Tensor, Tensor]]) -> Optional[Tuple[Tensor, Tensor]]:
+    """A :class:`LocationScaleEncoder`'s ``(μ, σ)`` cut from their graph (``None`` stays ``None``).
+
+    An algorithm computes them once per update: with their graph for the encoder's step, detached
+    for the auxiliary network's steps, which must not reach the encoder.
+    """
+    return None if location_scale is None else (location_scale[0].detach(), location_scale[1].detach())
 
 
 class GaussianEncoder(GaussianPosterior):

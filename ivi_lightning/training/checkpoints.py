@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes in every Trainer, and the algorithm that wrote them."""
+"""Checkpoints: atomic writes in every Trainer (:class:`AtomicCheckpoints`), and the algorithm that
+wrote them (:class:`CheckpointRecords`, the algorithms' checkpoint hooks)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,34 @@ from ivi_lightning.checkpoint import AtomicCheckpointIO, CheckpointError, read_c
 
 ALGORITHM_KEY = "ivi_algorithm"
 SKIPS_KEY = "ivi_nonfinite_skips"
+
+
+class CheckpointRecords(pl.LightningModule):
+    """An algorithm's checkpoint hooks: each checkpoint records the algorithm that wrote it and its
+    skipped-update count, and loading refuses another algorithm's checkpoint, before its weights.
+
+    A mixin of ``LightningModule``, as Lightning's own ``CheckpointHooks`` is. The class that mixes
+    it in directly (the algorithms' base class) loads any algorithm's checkpoint, a subclass only
+    its own. The random streams are saved by :class:`~ivi_lightning.training.RankRandomStreams`.
+    """
+
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        record_metadata(checkpoint, self)
+
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        restore_metadata(checkpoint, self, expected_algorithm(type(self)))
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """Lightning's ``load_from_checkpoint``, with clear errors for a missing or corrupted file
+        and for a checkpoint written by another algorithm."""
+        source: Any = checked_source(checkpoint_path, expected_algorithm(cls))
+        return super().load_from_checkpoint(source, *args, **kwargs)
+
+
+def expected_algorithm(cls: type) -> Optional[str]:
+    """The algorithm a checkpoint loaded by ``cls`` must come from (``None``: any, for the base class)."""
+    return None if CheckpointRecords in cls.__bases__ else cls.__name__
 
 
 class AtomicCheckpoints(pl.Callback):

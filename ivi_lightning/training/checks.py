@@ -50,9 +50,7 @@ class FitChecks(pl.Callback):
             if isinstance(callback, EMAWeightAveraging) and callback.update_every_n_steps != 1:
                 raise ValueError(
                     f"EMAWeightAveraging(update_every_n_steps={callback.update_every_n_steps}) counts "
-                    "optimizer steps, "
-                    f"but {name} takes several per batch and the average is updated only at a batch's end, "
-                    "so it "
-                    "would update erratically or never: keep 1 (one update a batch), and set a longer "
-                    "horizon with decay"
+                    f"optimizer steps, but {name} takes several per batch and the average is updated only "
+                    "at a batch's end, so it would update erratically or never: keep 1 (one update a "
+                    "batch), and set a longer horizon with decay"
                 )

@@ -1,4 +1,8 @@
-"""The logging cadence of training metrics."""
+"""The logging cadence of training metrics: :class:`CadencedLogging`, the algorithms' ``log_metrics``.
+
+Lightning's own hooks (``ModelHooks``, ``CheckpointHooks``) are mixins of ``LightningModule``;
+this is one in the same form, so the algorithms' base class only names it.
+"""
 
 from __future__ import annotations
 
@@ -43,3 +47,22 @@ def log_on_logging_batches(
         # One device-to-host copy for all: Lightning reads progress-bar metrics on every batch.
         values = dict(zip(values, torch.stack([v.float() for v in values.values()]).cpu().unbind()))
     module.log_dict(values, **kwargs)
+
+
+class CadencedLogging(pl.LightningModule):
+    """``log_metrics``: training metrics logged on the Trainer's logging batches only."""
+
+    def logging_step(self) -> bool:
+        """Whether this training step's metrics are logged (see :func:`is_logging_batch`)."""
+        trainer = trainer_of(self)
+        return trainer is None or is_logging_batch(trainer)
+
+    def log_metrics(self, prefix: str, metrics: Dict[str, Tensor], **kwargs: Any) -> None:
+        """``log_dict`` of ``metrics`` as ``prefix/name`` on :meth:`logging_step` batches.
+
+        Args:
+            prefix: e.g. ``"train"``.
+            metrics: scalar tensors by name.
+            **kwargs: for ``log_dict`` (``prog_bar=True``, ...).
+        """
+        log_on_logging_batches(self, prefix, metrics, **kwargs)

@@ -77,8 +77,7 @@ def refuse_or_skip(module: Any, optimizer: Any, loss: Tensor, name: Optional[str
             f"{type(module).__name__}: the {name or optimizer_name(module, optimizer)} update at global step "
             f"{module.global_step} has a non-finite loss or gradient (loss={loss.detach().float().item()}); "
             "training stopped before applying it, and the last checkpoint is intact. Fix: lower lr/aux_lr, "
-            "set "
-            "grad_clip, or pass on_nonfinite='skip' to drop such updates"
+            "set grad_clip, or pass on_nonfinite='skip' to drop such updates"
         )
     module.nonfinite_skips += 1
     module.log("train/nonfinite_skips", float(module.nonfinite_skips), reduce_fx="max")

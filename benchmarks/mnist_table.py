@@ -32,6 +32,7 @@ import torch
 
 from datamodules import MNISTDataModule
 from ivi_lightning import JCAdv, JCDen, PCAdv, PCDen, VAE
+from ivi_lightning.data import batch_tensor
 from ivi_lightning.training import EMAWeightAveraging, NonFiniteLossError
 from ivi_lightning.evaluate import evaluate
 
@@ -138,7 +139,7 @@ def run(name: str, latent_dim: int, profile: Dict, args: argparse.Namespace, sec
     with torch.no_grad():
         values, seen = [], 0
         for batch in loader:
-            x = (batch[0] if isinstance(batch, (tuple, list)) else batch)[: args.ais_examples - seen].to(device)
+            x = batch_tensor(batch)[: args.ais_examples - seen].to(device)
             estimate = model.elbo_estimate(x)
             if estimate is None:
                 break

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import IO, Any, Callable, Dict, Optional, Union
 
 import torch
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning_fabric.utilities.cloud_io import get_filesystem
+from pytorch_lightning.plugins import TorchCheckpointIO
 
 PathLike = Union[str, Path]
 

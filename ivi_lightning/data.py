@@ -32,6 +32,16 @@ def batch_tensor(batch: Any) -> Tensor:
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
+def batch_labels(batch: Any) -> Optional[Tensor]:
+    """The class labels of an ``(x, label, ...)`` batch (one integer per example), else ``None``.
+
+    >>> batch_labels((torch.zeros(2, 3), torch.tensor([4, 7]))).tolist(), batch_labels(torch.zeros(2, 3))
+    ([4, 7], None)
+    """
+    labels = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+    return labels if torch.is_tensor(labels) and labels.dim() == 1 else None
+
+
 def check_split(batch_size: int, parts: int) -> None:
     """Refuse a batch of ``batch_size`` examples that ``parts`` equal update batches cannot divide."""
     if batch_size % parts:
@@ -130,11 +140,12 @@ class ResumableBatchSampler(DistributedSampler):
                 k * span + self.rank * self.batch_size : k * span + (self.rank + 1) * self.batch_size
             ]
             if len(block):
-                yield block  # type: ignore[misc]  # a LongTensor: gathering with it is cheaper than with a Python list (benchmarks/data_path.py)
+                # A LongTensor: cheaper to gather with than a Python list (benchmarks/data_path.py).
+                yield block  # type: ignore[misc]
 
     def state_dict(self) -> Dict[str, Any]:
-        """``{"seed", "epoch", "batches"}``: the permutations' seed, the epoch and how many of its batches "
-        "were handed out."""
+        """``{"seed", "epoch", "batches"}``: the permutations' seed, the epoch and how many of its
+        batches were handed out."""
         return {"seed": self.seed, "epoch": self.epoch, "batches": self._handed_out}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:

@@ -24,8 +24,7 @@ from ivi_lightning.algorithms.known_model import adopt_known_model
 from ivi_lightning.checkpoint import read_checkpoint
 from ivi_lightning.cli_errors import one_line_errors
 from ivi_lightning.data import batch_tensor
-from ivi_lightning.distributions import require_log_prob
-from ivi_lightning.evaluation.ais import annealed_importance_sampling, iwae_bound
+from ivi_lightning.evaluation.ais import annealed_importance_sampling, iwae_bound, require_densities
 
 FIT_ONLY_KEYS = ("ckpt_path", "weights_only")
 
@@ -142,13 +141,8 @@ def evaluate(
         The spread of ``log p(x)`` between examples (tens of nats on MNIST) dwarfs differences
         between models; compare two models by their per-example differences on the same examples.
     """
-    for part in ("prior", "likelihood"):
-        require_log_prob(
-            getattr(model, part, None),
-            part,
-            f"AIS (on {type(model).__name__})",
-            "AIS cannot score data under this model; compare samples instead (ivi_lightning.evaluation.fid)",
-        )
+    name = f"AIS (on {type(model).__name__})"
+    require_densities(getattr(model, "prior", None), getattr(model, "likelihood", None), name)
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(target).eval()
     with_iwae = iwae_samples > 0 and hasattr(getattr(model, "encoder", None), "moments")

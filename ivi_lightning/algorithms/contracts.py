@@ -60,7 +60,7 @@ def check_model(algorithm: Any) -> None:
     """Refuse a part that was not initialised, a prior or likelihood without the density
     ``algorithm`` needs of it (naming algorithms that need none), or a prior over latents of another
     size than ``latent_dim``. A part still ``None`` (a known model not yet adopted) is skipped."""
-    for part in ("prior", "likelihood", "encoder"):
+    for part in (*MODEL_PARTS, "encoder"):
         check_initialised(getattr(algorithm, part, None), part)
     name = type(algorithm).__name__
     for part, needed in zip(MODEL_PARTS, (algorithm.needs_prior_density, algorithm.needs_likelihood_density)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ivi_lightning.algorithms.contracts import check_model
+from ivi_lightning.algorithms.contracts import MODEL_PARTS, check_model
 from ivi_lightning.distributions.support import LatentPrior, SimulatorLikelihood, as_prior, support_of
 
 
@@ -35,7 +35,7 @@ def adopt_known_model(algorithm: Any, datamodule: Any) -> None:
         algorithm.prior = LatentPrior(prior, algorithm.parameter_space)
         algorithm.likelihood = SimulatorLikelihood(datamodule.simulator, algorithm.parameter_space)
     elif algorithm.prior is None or algorithm.likelihood is None:
-        known = {part: getattr(datamodule, part, None) for part in ("prior", "likelihood")}
+        known = {part: getattr(datamodule, part, None) for part in MODEL_PARTS}
         if known["prior"] is None or known["likelihood"] is None:
             raise ValueError(
                 f"{name}(learn_model=False) needs a fixed model: pass prior= and likelihood=, "

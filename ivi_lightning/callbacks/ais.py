@@ -10,8 +10,7 @@ import torch
 from torch import Tensor
 
 from ivi_lightning.data import batch_tensor
-from ivi_lightning.distributions import require_log_prob
-from ivi_lightning.evaluation.ais import annealed_importance_sampling, iwae_bound
+from ivi_lightning.evaluation.ais import annealed_importance_sampling, iwae_bound, require_densities
 
 STAGES = ("test", "validation")
 
@@ -87,14 +86,8 @@ class AISCallback(pl.Callback):
         self._iwae: List[Tensor] = []
 
     def _check(self, pl_module: Any) -> None:
-        for part in ("prior", "likelihood"):
-            require_log_prob(
-                getattr(pl_module, part, None),
-                part,
-                f"AISCallback (on {type(pl_module).__name__})",
-                "No likelihood can be computed. Drop the callback, and compare samples instead "
-                "(ivi_lightning.evaluation.fid) or log the algorithm's plug-in ELBO estimate",
-            )
+        name = f"AISCallback (on {type(pl_module).__name__})"
+        require_densities(getattr(pl_module, "prior", None), getattr(pl_module, "likelihood", None), name)
 
     def _start(self, trainer: pl.Trainer, pl_module: Any) -> None:
         self._check(pl_module)

@@ -16,7 +16,7 @@ from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 from torch import Tensor
 
 from ivi_lightning.callbacks.common import local_log_dir, private_random_stream
-from ivi_lightning.data import batch_tensor
+from ivi_lightning.data import batch_labels, batch_tensor
 
 
 def decode_mean(pl_module: Any, z: Tensor) -> Tensor:
@@ -108,15 +108,7 @@ class ImageCallback(pl.Callback):
             self.examples is not None and len(self.examples) >= self.num_examples
         ):
             return
-        x = batch_tensor(batch)
-        y = (
-            batch[1]
-            if isinstance(batch, (tuple, list))
-            and len(batch) > 1
-            and torch.is_tensor(batch[1])
-            and batch[1].dim() == 1
-            else None
-        )
+        x, y = batch_tensor(batch), batch_labels(batch)
         room = self.num_examples - (0 if self.examples is None else len(self.examples))
         x = x[:room].detach().cpu()
         self.examples = x if self.examples is None else torch.cat([self.examples, x])

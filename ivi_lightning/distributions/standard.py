@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ivi_lightning.distributions.base import Likelihood, Prior
+from ivi_lightning.shapes import DataShape, as_shape
 
 
 class NormalPrior(Prior):
@@ -90,10 +91,10 @@ class GaussianLikelihood(Likelihood):
         min_std: floor on ``σ`` so the likelihood cannot collapse onto the data.
     """
 
-    def __init__(self, decoder: nn.Module, data_shape, init_std: float = 1.0, min_std: float = 1e-3) -> None:
+    def __init__(
+        self, decoder: nn.Module, data_shape: DataShape, init_std: float = 1.0, min_std: float = 1e-3
+    ) -> None:
         super().__init__()
-        from ivi_lightning.distributions.base import as_shape
-
         self.decoder = decoder
         self.log_std = nn.Parameter(torch.full(as_shape(data_shape), math.log(init_std)))
         self.min_std = min_std

@@ -86,7 +86,14 @@ def temperature_schedule(
     return betas
 
 
-def _check_densities(prior: Optional[Prior], likelihood: Optional[Likelihood], method: str) -> None:
+def require_densities(prior: Optional[Prior], likelihood: Optional[Likelihood], method: str) -> None:
+    """Refuse a model without the prior and likelihood densities AIS and the IWAE bound need.
+
+    Args:
+        prior: the model's prior (``None``: not adopted yet).
+        likelihood: the model's likelihood.
+        method: who needs them, for the message (``"AIS"``, ``"AISCallback (on PCAdv)"``, ...).
+    """
     for part, value in (("prior", prior), ("likelihood", likelihood)):
         if value is None:
             raise ValueError(
@@ -98,9 +105,8 @@ def _check_densities(prior: Optional[Prior], likelihood: Optional[Likelihood], m
             part,
             method,
             "This model assigns no computable likelihood to data. The IWAE bound needs the same densities; "
-            "for an "
-            "implicit model, compare samples instead (FID, ivi_lightning.evaluation.fid) or report the "
-            "algorithm's plug-in ELBO estimate (model.elbo_estimate) where it has one.",
+            "for an implicit model, compare samples instead (FID, ivi_lightning.evaluation.fid) or report "
+            "the algorithm's plug-in ELBO estimate (model.elbo_estimate) where it has one.",
         )
 
 
@@ -209,7 +215,7 @@ def _ais(
     max_step_size: float,
     progress: bool,
 ) -> AISResult:
-    _check_densities(prior, likelihood, "AIS")
+    require_densities(prior, likelihood, "AIS")
     for name, value in (("num_chains", num_chains), ("leapfrog_steps", leapfrog_steps)):
         if int(value) <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value}")
@@ -307,7 +313,7 @@ def _parts(
             "use AIS "
             "(annealed_importance_sampling), which needs no q"
         )
-    _check_densities(prior, likelihood, "The IWAE bound")
+    require_densities(prior, likelihood, "The IWAE bound")
     assert prior is not None and likelihood is not None  # checked just above
     return encoder, prior, likelihood
 

@@ -8,7 +8,7 @@ import os
 from typing import IO, Any, Dict, Optional, Union
 
 import pytorch_lightning as pl
-from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.plugins import TorchCheckpointIO
 
 from ivi_lightning.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
 

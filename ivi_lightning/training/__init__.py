@@ -4,13 +4,16 @@ its natural Lightning form, installed through public API.
 * :mod:`~ivi_lightning.training.nonfinite`: the non-finite policy (``on_nonfinite``).
 * :mod:`~ivi_lightning.training.random_streams`: per-rank noise streams, saved and resumed.
 * :mod:`~ivi_lightning.training.checkpoints`: atomic checkpoint writes; the algorithm that wrote
-  one and its skipped-update count.
+  one and its skipped-update count (``CheckpointRecords``, the algorithms' checkpoint hooks).
 * :mod:`~ivi_lightning.training.checks`: Trainer set-ups refused before the first batch.
 * :mod:`~ivi_lightning.training.distributed`: a spawned DDP worker's clean exit.
-* :mod:`~ivi_lightning.training.logging`: the logging cadence of training metrics.
+* :mod:`~ivi_lightning.training.logging`: the logging cadence of training metrics
+  (``CadencedLogging``, the algorithms' ``log_metrics``).
 * :mod:`~ivi_lightning.training.quiet`: Lightning's tips and warnings that do not apply here, off.
 
-:func:`training_callbacks` is what ``ImplicitVI.configure_callbacks`` returns.
+:func:`training_callbacks` is what ``ImplicitVI.configure_callbacks`` returns; the two hook sets
+are mixins of ``LightningModule`` (the form of Lightning's own ``ModelHooks`` and
+``CheckpointHooks``) that ``ImplicitVI`` derives from.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ and writes a PNG grid of two_moons samples.
 
 Methods: ``NPE`` (sbi's ``NPE`` with its defaults, a masked autoregressive flow), ``NPE-NSF``
 (sbibm's setting, a neural spline flow) and ours, each with the settings in ``OURS`` (the same as
-``configs/<algorithm>/sbi_two_moons.yaml``); ours train for ``--seconds`` of wall time each.
+``configs/<algorithm>/sbi_two_moons.yaml``); ours train for ``--steps`` optimizer steps each (or, with
+``--steps 0``, for ``--seconds`` of wall time).
 
 Install (sbibm pins an old sbi; its reference posteriors ship inside the package)::
 
@@ -20,7 +21,7 @@ Install (sbibm pins an old sbi; its reference posteriors ship inside the package
 Run (this CPU: one thread per training)::
 
     OMP_NUM_THREADS=1 python benchmarks/sbi_benchmark.py --tasks two_moons slcp gaussian_linear \\
-        --budgets 10000 --observations 1 2 3 --num_samples 2000 --seconds 180
+        --budgets 10000 --observations 1 2 3 --num_samples 2000 --steps 30000
 """
 from __future__ import annotations
 
@@ -72,10 +73,11 @@ def train_npe(prior, theta: torch.Tensor, x: torch.Tensor, estimator: str) -> Ca
 
 
 class LearningCurve(pl.Callback):
-    """C2ST at one observation each time training has run another ``every`` seconds (scoring time excluded)."""
+    """C2ST at one observation each time training has run another ``every`` seconds, or with
+    ``every_steps`` another that many optimizer steps (scoring time excluded from the seconds)."""
 
-    def __init__(self, score: Callable[[ivi.ImplicitVI], float], every: float) -> None:
-        self.score, self.every, self.trained, self.points = score, every, 0.0, []
+    def __init__(self, score: Callable[[ivi.ImplicitVI], float], every: float, every_steps: int = 0) -> None:
+        self.score, self.every, self.every_steps, self.trained, self.points = score, every, every_steps, 0.0, []
         self.started = time.time()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -83,20 +85,25 @@ class LearningCurve(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.trained += time.time() - self.started
-        if self.trained >= self.every * (len(self.points) + 1):
+        due = len(self.points) + 1
+        if (trainer.global_step >= self.every_steps * due) if self.every_steps else (self.trained >= self.every * due):
             pl_module.eval()
             with torch.no_grad():
                 self.points.append((self.trained, self.score(pl_module)))
             pl_module.train()
 
 
-def train_ours(method: str, prior, simulator, budget: int, seed: int, seconds: float, curve: LearningCurve = None) -> Callable:
+def train_ours(method: str, prior, simulator, budget: int, seed: int, seconds: float, steps: int,
+               curve: LearningCurve = None) -> Callable:
     algorithm, options = OURS[method]
     pl.seed_everything(seed, verbose=False)
     data = SimulatorDataModule(prior, simulator, num_simulations=budget, batch_size=256, seed=seed)
     model = getattr(ivi, algorithm)(latent_dim=data.latent_dim, data_shape=data.data_shape, learn_model=False, **options)
-    limit = dict(max_steps=-1, max_epochs=-1) if curve else dict(max_time={"seconds": seconds}, max_epochs=-1)
-    callbacks = [curve, _StopAfter(curve, seconds)] if curve else []
+    if steps:
+        limit, callbacks = dict(max_steps=steps, max_epochs=-1), [curve] if curve else []
+    else:
+        limit = dict(max_steps=-1, max_epochs=-1) if curve else dict(max_time={"seconds": seconds}, max_epochs=-1)
+        callbacks = [curve, _StopAfter(curve, seconds)] if curve else []
     trainer = pl.Trainer(**limit, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, limit_val_batches=0, callbacks=callbacks)
     trainer.fit(model, data)
@@ -145,8 +152,8 @@ def run(args) -> List[dict]:
                     if task_name == "two_moons" and method == args.curve_method:
                         x_1, reference_1 = task.get_observation(1)[0], task.get_reference_posterior_samples(1)[: args.num_samples]
                         score = lambda model: float(c2st(reference_1, model.sample_posterior(x_1, args.num_samples)))
-                        curve = LearningCurve(score, args.seconds / 6)
-                    sample = train_ours(method, prior, simulator, budget, args.seed, args.seconds, curve)
+                        curve = LearningCurve(score, args.seconds / 6, args.steps // 6)
+                    sample = train_ours(method, prior, simulator, budget, args.seed, args.seconds, args.steps, curve)
                     used = sample.simulations
                 seconds = curve.trained if curve else time.time() - start
                 scores, outside, draws = [], [], None
@@ -213,9 +220,10 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", type=int, default=[10_000, 100_000])
     parser.add_argument("--observations", nargs="+", type=int, default=list(range(1, 11)))
     parser.add_argument("--methods", nargs="+", default=["NPE", "NPE-NSF", *OURS])
-    parser.add_argument("--curve_method", default="JCDen", help="ours whose two_moons learning curve is recorded")
+    parser.add_argument("--curve_method", default="JCDen(diffusion)", help="ours whose two_moons learning curve is recorded")
     parser.add_argument("--num_samples", type=int, default=10_000, help="posterior samples scored per observation")
-    parser.add_argument("--seconds", type=float, default=180.0, help="training wall time of each of our runs")
+    parser.add_argument("--steps", type=int, default=30_000, help="optimizer steps of each of our runs (0: use --seconds)")
+    parser.add_argument("--seconds", type=float, default=180.0, help="training wall time of each of our runs with --steps 0")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/out/sbi")
     args = parser.parse_args()

@@ -276,7 +276,12 @@ class ParameterSpace(nn.Module):
 
     def to_parameter(self, z: Tensor) -> Tensor:
         """The algorithm's latent to parameters inside the support: ``b(m_u + s_u z)``."""
-        return self.bijection(self.latent_mean + self.latent_std * z)
+        theta = self.bijection(self.latent_mean + self.latent_std * z)
+        # In float32 a squashing bijection rounds a large |u| onto the bound itself (sigmoid(17) == 1):
+        # keep every draw strictly inside.
+        inf = torch.tensor(float("inf"), dtype=theta.dtype, device=theta.device)
+        lower, upper = self.lower.to(theta.dtype), self.upper.to(theta.dtype)
+        return theta.clamp(torch.nextafter(lower, inf), torch.nextafter(upper, -inf))
 
     def log_abs_det_jacobian(self, z: Tensor) -> Tensor:
         """``log |det ∂θ/∂z|`` per row: what a density on ``θ`` gains as a density on ``z``."""

@@ -30,9 +30,12 @@ Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/overhead.py                 # toy and mnist, every algorithm
     OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --algorithms PCAdv --rounds 3
-    OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --cuda-probe-ab   # + lean in the plain loop's environment
-    OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --updates-per-batch 8  # + lean, 8 updates per loaded batch
+    # + lean in the plain loop's environment:
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --cuda-probe-ab
+    # + lean, 8 updates per loaded batch:
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --updates-per-batch 8
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,13 +80,18 @@ LOG_EVERY = 50
 
 #: Per profile: model options per algorithm (as in ``configs/*/{explaining_away,mnist}.yaml``).
 TOY_OPTIONS = {
-    "VAE": {}, "PCAdv": {}, "PCDen": {},
+    "VAE": {},
+    "PCAdv": {},
+    "PCDen": {},
     "JCAdv": {"hidden": (64, 64)},
     "JCDen": {"hidden": (64, 64), "model_score": "denoiser", "data_noise_std": 0.01},
 }
 MNIST_COMMON = dict(latent_dim=8, architecture="conv_small", hidden=(256,), noise_dim=8, lr=3e-4, aux_lr=3e-4)
 MNIST_OPTIONS = {
-    "VAE": {}, "PCAdv": {"aux_steps": 1}, "PCDen": {"aux_steps": 1}, "JCAdv": {"aux_steps": 1},
+    "VAE": {},
+    "PCAdv": {"aux_steps": 1},
+    "PCDen": {"aux_steps": 1},
+    "JCAdv": {"aux_steps": 1},
     "JCDen": {"aux_steps": 1, "data_noise_std": 0.1},
 }
 
@@ -100,7 +108,10 @@ def make_data(profile: str, data_dir: str, updates_per_batch: int = 1) -> pl.Lig
         try:
             dm.setup("fit")
         except FileNotFoundError:
-            print(f"# MNIST not found under {data_dir}: using random binary images of MNIST's shape", file=sys.stderr)
+            print(
+                f"# MNIST not found under {data_dir}: using random binary images of MNIST's shape",
+                file=sys.stderr,
+            )
             dm = _random_mnist(dm)
     dm.setup("fit")
     return dm
@@ -120,12 +131,21 @@ def _random_mnist(dm: MNISTDataModule) -> MNISTDataModule:
 
 def make_model(name: str, profile: str, dm: pl.LightningDataModule) -> pl.LightningModule:
     if profile == "toy":
-        return ALGORITHMS[name](latent_dim=2, data_shape=dm.data_shape, learn_model=False, prior=dm.prior, likelihood=dm.likelihood, **TOY_OPTIONS[name])
+        return ALGORITHMS[name](
+            latent_dim=2,
+            data_shape=dm.data_shape,
+            learn_model=False,
+            prior=dm.prior,
+            likelihood=dm.likelihood,
+            **TOY_OPTIONS[name],
+        )
     return ALGORITHMS[name](data_shape=dm.data_shape, **MNIST_COMMON, **MNIST_OPTIONS[name])
 
 
 # --- the hand-written loops ---------------------------------------------------------------------
-def plain_step_fn(model: pl.LightningModule) -> Tuple[Callable[[Tensor], Dict[str, Tensor]], List[torch.optim.Optimizer]]:
+def plain_step_fn(
+    model: pl.LightningModule,
+) -> Tuple[Callable[[Tensor], Dict[str, Tensor]], List[torch.optim.Optimizer]]:
     """``(step(x) -> metrics, optimizers)``: one iteration of ``model``'s update, in plain PyTorch.
 
     Uses ``model``'s networks and the estimator functions directly; no Lightning call is made.
@@ -140,10 +160,15 @@ def plain_step_fn(model: pl.LightningModule) -> Tuple[Callable[[Tensor], Dict[st
         opt.step()
 
     if isinstance(model, VAE):
+
         def step(x: Tensor) -> Dict[str, Tensor]:
             mean, std = enc.moments(x)
             z = mean + std * torch.randn_like(std)
-            log_q = -0.5 * ((z - mean) / std).pow(2).sum(-1) - 0.5 * z.shape[-1] * 1.8378770664093453 - std.log().sum(-1)
+            log_q = (
+                -0.5 * ((z - mean) / std).pow(2).sum(-1)
+                - 0.5 * z.shape[-1] * 1.8378770664093453
+                - std.log().sum(-1)
+            )
             elbo = (lik.log_prob(x, z) + prior.log_prob(z) - log_q).mean()
             update(opts[0], -elbo)
             return {"elbo": elbo, "loss_encoder": -elbo}
@@ -161,7 +186,12 @@ def plain_step_fn(model: pl.LightningModule) -> Tuple[Callable[[Tensor], Dict[st
             z = enc(x)
             elbo = (lik.log_prob(x, z) - logit(x, z)).mean()
             update(opts[0], -elbo)
-            return {"loss_discriminator": loss_disc, "discriminator_accuracy": ratio_accuracy(t_q, t_p), "elbo": elbo, "loss_encoder": -elbo}
+            return {
+                "loss_discriminator": loss_disc,
+                "discriminator_accuracy": ratio_accuracy(t_q, t_p),
+                "elbo": elbo,
+                "loss_encoder": -elbo,
+            }
     elif isinstance(model, PCDen):
         den, sigma = model.denoiser, h.noise_std
 
@@ -178,7 +208,12 @@ def plain_step_fn(model: pl.LightningModule) -> Tuple[Callable[[Tensor], Dict[st
                 score = denoiser_score(den(z, x), z, sigma)
             loss = (score_surrogate(z, score) - log_joint).mean()
             update(opts[0], loss)
-            return {"loss_denoiser": loss_den, "denoiser_error": loss_den / (sigma**2 * model.latent_dim), "log_joint": log_joint.mean(), "loss_encoder": loss}
+            return {
+                "loss_denoiser": loss_den,
+                "denoiser_error": loss_den / (sigma**2 * model.latent_dim),
+                "log_joint": log_joint.mean(),
+                "loss_encoder": loss,
+            }
     elif isinstance(model, JCAdv):
         disc, learn = model.discriminator, h.learn_model
 
@@ -193,12 +228,32 @@ def plain_step_fn(model: pl.LightningModule) -> Tuple[Callable[[Tensor], Dict[st
                 update(opts[1], loss_disc)
             z = enc(x)
             loss_encoder = disc(x, z).mean()
-            loss_model = -(lik.log_prob(x, z.detach()) + prior.log_prob(z.detach())).mean() if learn else torch.zeros(())
+            loss_model = (
+                -(lik.log_prob(x, z.detach()) + prior.log_prob(z.detach())).mean()
+                if learn
+                else torch.zeros(())
+            )
             update(opts[0], loss_encoder + loss_model)
-            return {"loss_discriminator": loss_disc, "discriminator_accuracy": ratio_accuracy(t_q, t_p), "kl_estimate": loss_encoder, "loss_encoder": loss_encoder, "loss_model": loss_model}
+            return {
+                "loss_discriminator": loss_disc,
+                "discriminator_accuracy": ratio_accuracy(t_q, t_p),
+                "kl_estimate": loss_encoder,
+                "loss_encoder": loss_encoder,
+                "loss_model": loss_model,
+            }
     elif isinstance(model, JCDen):
-        den, model_den, sx, sz, learn = model.denoiser, model.model_denoiser, model.data_noise_std, model.noise_std, h.learn_model
-        use_model_den = not (has_log_prob(prior) and has_log_prob(lik)) if h.model_score == "auto" else h.model_score == "denoiser"
+        den, model_den, sx, sz, learn = (
+            model.denoiser,
+            model.model_denoiser,
+            model.data_noise_std,
+            model.noise_std,
+            h.learn_model,
+        )
+        use_model_den = (
+            not (has_log_prob(prior) and has_log_prob(lik))
+            if h.model_score == "auto"
+            else h.model_score == "denoiser"
+        )
 
         def jd_loss(net, x, z):
             x_hat, z_hat = net(x + sx * torch.randn_like(x), z + sz * torch.randn_like(z))
@@ -246,7 +301,9 @@ def _rates(iters: int, t0: Tuple[float, float], t1: Tuple[float, float]) -> Tupl
     return iters / (t1[0] - t0[0]), iters / max(t1[1] - t0[1], 1e-9)
 
 
-def time_plain(model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int) -> Tuple[float, float]:
+def time_plain(
+    model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int
+) -> Tuple[float, float]:
     """``(wall, cpu)`` iterations per second of the plain loop, after ``warmup`` iterations."""
     with _plain_process_environment():
         return _time_plain(model, dm, warmup, iters)
@@ -270,7 +327,9 @@ def _set_env(key: str, value: Optional[str]) -> None:
         os.environ[key] = value
 
 
-def _time_plain(model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int) -> Tuple[float, float]:
+def _time_plain(
+    model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int
+) -> Tuple[float, float]:
     step, _ = plain_step_fn(model)
     n, bs, logged = len(dm.train_set), dm.batch_size, []
     done, t0 = 0, None
@@ -307,10 +366,17 @@ class _Timer(pl.Callback):
 
 
 def time_lightning(
-    model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int, progress_bar: bool, root: str,
-    updates_per_batch: int = 1, plain_environment: bool = False,
+    model: pl.LightningModule,
+    dm: pl.LightningDataModule,
+    warmup: int,
+    iters: int,
+    progress_bar: bool,
+    root: str,
+    updates_per_batch: int = 1,
+    plain_environment: bool = False,
 ) -> Tuple[float, float]:
-    """``(wall, cpu)`` iterations per second of ``Trainer.fit`` (TensorBoard logger), after ``warmup`` iterations.
+    """``(wall, cpu)`` iterations per second of ``Trainer.fit`` (TensorBoard logger), after ``warmup``
+    iterations.
 
     ``updates_per_batch`` K: ``dm``'s batches hold K update batches, and the model runs K
     iterations on each. ``plain_environment``: run in the plain loop's environment (see ``CUDA_PROBE_ENV``).
@@ -320,16 +386,30 @@ def time_lightning(
 
 
 def _time_lightning(
-    model: pl.LightningModule, dm: pl.LightningDataModule, warmup: int, iters: int, progress_bar: bool, root: str,
+    model: pl.LightningModule,
+    dm: pl.LightningDataModule,
+    warmup: int,
+    iters: int,
+    progress_bar: bool,
+    root: str,
     updates_per_batch: int,
 ) -> Tuple[float, float]:
     model.hparams.updates_per_batch = updates_per_batch
     k = updates_per_batch
     timer = _Timer(-(-warmup // k), -(-iters // k))
     trainer = pl.Trainer(
-        max_epochs=-1, accelerator="cpu", devices=1, logger=TensorBoardLogger(root, name="overhead"),
-        enable_checkpointing=False, enable_progress_bar=progress_bar, enable_model_summary=False,
-        limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=LOG_EVERY, callbacks=[timer], default_root_dir=root,
+        max_epochs=-1,
+        accelerator="cpu",
+        devices=1,
+        logger=TensorBoardLogger(root, name="overhead"),
+        enable_checkpointing=False,
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        log_every_n_steps=LOG_EVERY,
+        callbacks=[timer],
+        default_root_dir=root,
     )
     sink = io.StringIO()
     # The progress bar is drawn (its cost counts) but not shown.
@@ -347,23 +427,48 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per variant")
     parser.add_argument("--seconds", type=float, default=1.0, help="rough timed seconds per measurement")
-    parser.add_argument("--data_dir", default=os.environ.get("MNIST_DIR", "/work/shared/data" if os.path.isdir("/work/shared/data") else "data"))
+    parser.add_argument(
+        "--data_dir",
+        default=os.environ.get(
+            "MNIST_DIR", "/work/shared/data" if os.path.isdir("/work/shared/data") else "data"
+        ),
+    )
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--wall", action="store_true", help="report wall-clock rates instead of CPU-time rates")
-    parser.add_argument("--cuda-probe-ab", action="store_true", help="also time lean in the plain loop's environment (see CUDA_PROBE_ENV)")
-    parser.add_argument("--updates-per-batch", type=int, default=1, metavar="K", help="also time lean with K update batches per loaded batch (K > 1)")
+    parser.add_argument(
+        "--wall", action="store_true", help="report wall-clock rates instead of CPU-time rates"
+    )
+    parser.add_argument(
+        "--cuda-probe-ab",
+        action="store_true",
+        help="also time lean in the plain loop's environment (see CUDA_PROBE_ENV)",
+    )
+    parser.add_argument(
+        "--updates-per-batch",
+        type=int,
+        default=1,
+        metavar="K",
+        help="also time lean with K update batches per loaded batch (K > 1)",
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"lightning {pl.__version__}, threads {torch.get_num_threads()}, log_every_n_steps {LOG_EVERY}, "
-          f"rates per {'wall' if args.wall else 'CPU'} second")
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, "
+        f"lightning {pl.__version__}, threads {torch.get_num_threads()}, log_every_n_steps {LOG_EVERY}, "
+        f"rates per {'wall' if args.wall else 'CPU'} second"
+    )
     ab, per_batch = args.cuda_probe_ab, args.updates_per_batch
-    extra = ([" lean, plain loop's environment / plain |"] if ab else []) + ([f" lean, {per_batch} updates per batch / plain |"] if per_batch > 1 else [])
-    print("| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |" + "".join(extra))
+    extra = ([" lean, plain loop's environment / plain |"] if ab else []) + (
+        [f" lean, {per_batch} updates per batch / plain |"] if per_batch > 1 else []
+    )
+    print(
+        "| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |"
+        + "".join(extra)
+    )
     print("|---|---|---|---|---|---|---|" + "---|" * len(extra))
     with tempfile.TemporaryDirectory() as root:
         for profile in args.profiles:
@@ -375,21 +480,40 @@ def main(argv: Optional[List[str]] = None) -> None:
                 # Calibrate: iterations that take about `seconds` on the plain loop.
                 rate = time_plain(model, dm, warmup=3, iters=5)[1]
                 iters, warmup = max(10, int(args.seconds * rate)), max(5, int(0.2 * args.seconds * rate))
-                rates: Dict[str, List[float]] = {"plain": [], "lean": [], "defaults": [], "plain_env": [], "chunked": []}
+                rates: Dict[str, List[float]] = {
+                    "plain": [],
+                    "lean": [],
+                    "defaults": [],
+                    "plain_env": [],
+                    "chunked": [],
+                }
                 pick = 0 if args.wall else 1
                 for _ in range(args.rounds):
                     rates["plain"].append(time_plain(model, dm, warmup, iters)[pick])
                     rates["lean"].append(time_lightning(model, dm, warmup, iters, False, root)[pick])
                     rates["defaults"].append(time_lightning(model, dm, warmup, iters, True, root)[pick])
                     if ab:
-                        rates["plain_env"].append(time_lightning(model, dm, warmup, iters, False, root, plain_environment=True)[pick])
+                        rates["plain_env"].append(
+                            time_lightning(model, dm, warmup, iters, False, root, plain_environment=True)[
+                                pick
+                            ]
+                        )
                     if per_batch > 1:
-                        rates["chunked"].append(time_lightning(model, dm_chunked, warmup, iters, False, root, updates_per_batch=per_batch)[pick])
+                        rates["chunked"].append(
+                            time_lightning(
+                                model, dm_chunked, warmup, iters, False, root, updates_per_batch=per_batch
+                            )[pick]
+                        )
                 ratio = lambda k: statistics.median(a / b for a, b in zip(rates[k], rates["plain"]))
                 med = {k: statistics.median(v) for k, v in rates.items() if v}
-                print(f"| {profile} | {name} | {med['plain']:.1f} | {med['lean']:.1f} | {med['defaults']:.1f} | "
-                      f"{ratio('lean'):.3f} | {ratio('defaults'):.3f} |" + (f" {ratio('plain_env'):.3f} |" if ab else "")
-                      + (f" {ratio('chunked'):.3f} |" if per_batch > 1 else ""), flush=True)
+                print(
+                    f"| {profile} | {name} | {med['plain']:.1f} | {med['lean']:.1f} | "
+                    f"{med['defaults']:.1f} | "
+                    f"{ratio('lean'):.3f} | {ratio('defaults'):.3f} |"
+                    + (f" {ratio('plain_env'):.3f} |" if ab else "")
+                    + (f" {ratio('chunked'):.3f} |" if per_batch > 1 else ""),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -121,6 +121,19 @@ def test_checkpoint_of_another_algorithm_is_refused_naming_both(pc_adv_checkpoin
         trainer.fit(model, Toy2DDataModule(num_samples=64, batch_size=32), ckpt_path=pc_adv_checkpoint)
 
 
+def test_the_base_class_loads_any_algorithms_checkpoint_and_a_subclass_only_its_own(pc_adv_checkpoint):
+    from ivi_lightning import ImplicitVI
+    from ivi_lightning.training.checkpoints import expected_algorithm
+
+    class MyPCAdv(PCAdv):
+        pass
+
+    assert [expected_algorithm(c) for c in (ImplicitVI, PCAdv, MyPCAdv)] == [None, "PCAdv", "MyPCAdv"]
+    with pytest.raises(CheckpointError, match="written by PCAdv, not MyPCAdv"):
+        MyPCAdv.load_from_checkpoint(pc_adv_checkpoint)
+    assert PCAdv.load_from_checkpoint(pc_adv_checkpoint).nonfinite_skips == 0
+
+
 def test_truncated_checkpoint_is_reported_as_corrupted(pc_adv_checkpoint, tmp_path):
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(pc_adv_checkpoint.read_bytes()[:1000])

@@ -193,9 +193,9 @@ class ImplicitVI(UpdateBatches, CadencedLogging, CheckpointRecords):
     def optimize(self, optimizer: Any, loss: Tensor, name: Optional[str] = None) -> bool:
         """One manual step of ``optimizer`` on ``loss``; ``False`` when a non-finite update was skipped.
 
-        A NaN/inf loss or gradient (agreed between ranks) raises :class:`NonFiniteLossError` naming
-        ``name`` (default: the networks the optimizer trains), or with ``on_nonfinite="skip"`` drops
-        the update. Clipping happens in :meth:`on_before_optimizer_step`.
+        A NaN/inf loss or gradient (agreed between ranks) raises ``NonFiniteLossError`` naming ``name``
+        (default: the networks the optimizer trains), or with ``on_nonfinite="skip"`` drops the update.
+        Clipping happens in :meth:`on_before_optimizer_step`.
         """
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)

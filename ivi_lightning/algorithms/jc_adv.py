@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.algorithms.joint_discriminator import discriminator_updates, joint_discriminator
 from ivi_lightning.data import Simulations
-from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob
+from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob, require_log_prob
 from ivi_lightning.estimators import forward_kl_encoder_loss, gan_generator_loss, ratio_accuracy, ratio_loss
 
 LOSSES = ("kl", "forward_kl", "ali", "bigan")
@@ -88,15 +88,13 @@ class JCAdv(ImplicitVI):
             for part in ("likelihood", "prior"):
                 value = getattr(self, part)
                 # A parameter-free prior needs no gradient, hence no density.
-                if not has_log_prob(value) and (
-                    part == "likelihood" or any(True for _ in value.parameters())
-                ):
-                    raise ValueError(
-                        f"{name}(loss='kl', learn_model=True) learns the model by maximum likelihood "
-                        f"on encoder samples, which needs log_prob of the {part}, "
-                        f"but {type(value).__name__} is implicit (sample only). "
-                        "Use JCAdvRMD to learn an implicit model, or loss='ali', "
-                        "or learn_model=False for inference only."
+                if part == "likelihood" or any(True for _ in value.parameters()):
+                    require_log_prob(
+                        value,
+                        part,
+                        f"{name}(loss='kl', learn_model=True)",
+                        "It learns the model by maximum likelihood on encoder samples: use JCAdvRMD to "
+                        "learn an implicit model, or loss='ali', or learn_model=False for inference only.",
                     )
         elif isinstance(self.likelihood, BernoulliLikelihood):
             raise ValueError(

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.data import Simulations
-from ivi_lightning.distributions import has_log_prob
+from ivi_lightning.distributions import has_log_prob, require_log_prob
 from ivi_lightning.estimators import (
     denoiser_score,
     input_gradient,
@@ -130,13 +130,11 @@ class JCDen(ImplicitVI):
         if self.prior is None or self.likelihood is None:
             return  # adopted from the data module at setup, checked then
         name = type(self).__name__
-        if self.hparams.model_score == "density" and not (
-            has_log_prob(self.prior) and has_log_prob(self.likelihood)
-        ):
-            raise ValueError(
-                f"{name}(model_score='density') needs log_prob of the prior and likelihood: "
-                "use model_score='denoiser' (likelihood-free)"
-            )
+        if self.hparams.model_score == "density":
+            for part in ("prior", "likelihood"):
+                require_log_prob(
+                    getattr(self, part), part, f"{name}(model_score='density')", "Use model_score='denoiser'."
+                )
         if self.hparams.posterior_sampler == "diffusion" and not self.uses_model_denoiser:
             raise ValueError(
                 f"{name}(posterior_sampler='diffusion') samples with the model denoiser: "
@@ -147,12 +145,15 @@ class JCDen(ImplicitVI):
                 f"{name}(max_noise_std=...) smooths both scores, so it needs the model denoiser: "
                 "set model_score='denoiser'"
             )
-        if self.hparams.learn_model and self.uses_model_denoiser:
-            raise ValueError(
-                f"{name}(learn_model=True) learns the model by maximum likelihood on encoder samples, "
-                "which needs log_prob "
-                "of the prior and likelihood: use JCAdvRMD to learn an implicit model, or learn_model=False"
-            )
+        if self.hparams.learn_model:
+            for part in ("prior", "likelihood"):
+                require_log_prob(
+                    getattr(self, part),
+                    part,
+                    f"{name}(learn_model=True)",
+                    "It learns the model by maximum likelihood on encoder samples: use JCAdvRMD to "
+                    "learn an implicit model, or learn_model=False.",
+                )
 
     def auxiliary_networks(self) -> list:
         return [self.denoiser] + ([self.model_denoiser] if self.uses_model_denoiser else [])

@@ -9,19 +9,23 @@
     model samples: modes covered (at least ``MIN_MODE_SAMPLES`` samples within 3 std of the
     mode) and the share of samples within 3 std of their nearest mode; plus reconstruction
     error ``E‖x − x̂‖²``, ``x̂ ~ p(x|z)``, ``z ~ q(z|x)`` on held-out data.
-(c) Hybrid: JS against optimizer steps for JCAdv, JCDen and JCHybrid (mixed gradient, and
-    score penalty), all likelihood-free.
+(c) Hybrid: JS against encoder updates for JCAdv, JCDen and JCHybrid (mixed gradient, and
+    score penalty), all likelihood-free, on several seeds (``--hybrid-seeds``): the final JS and
+    the encoder updates and training seconds to reach each of ``--targets``.
 
-Every run: CPU, one thread; seed 0 (table (b): seeds 0 and 1, ``--mixture-seeds``); ``--steps`` counts
-optimizer steps of all optimizers.
+Every run: CPU, one thread; table (a): seed 0, table (b): seeds 0 and 1 (``--mixture-seeds``); ``--steps``
+counts optimizer steps of all optimizers. The mixtures under the VEEGAN/PacGAN protocol are in
+``benchmarks/mixtures.py``.
 
     OMP_NUM_THREADS=1 python benchmarks/jc_tables.py --steps 6000 --mixture-steps 12000
+    OMP_NUM_THREADS=1 python benchmarks/jc_tables.py --tables c --hybrid-updates 1500 --hybrid-seeds 0,1,2,3,4
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import math
+import statistics
 import time
 import warnings
 from typing import Callable, Dict, List
@@ -74,10 +78,14 @@ def _fit(model, data, steps: int, callbacks=()) -> float:
     return time.time() - start
 
 
-def explaining_away_run(name: str, steps: int, evaluations: int = 1) -> Dict:
-    """Train one algorithm on explaining-away; JS (mean over the observations) at ``evaluations`` points."""
-    pl.seed_everything(0)
-    data = Toy2DDataModule("explaining_away", num_samples=20000, batch_size=256)
+def explaining_away_run(name: str, steps: int, evaluations: int = 1, seed: int = 0) -> Dict:
+    """Train one algorithm on explaining-away; JS (mean over the observations) at ``evaluations`` points.
+
+    Each point of ``curve`` is ``(optimizer step, encoder updates, training seconds so far, JS)``;
+    the seconds leave out the evaluations themselves.
+    """
+    pl.seed_everything(seed)
+    data = Toy2DDataModule("explaining_away", num_samples=20000, batch_size=256, seed=seed)
     data.setup()
     known = dict(prior=ivi.NormalPrior(2, 2.0), likelihood=ExplainingAwayLikelihood())
     free = dict(prior=ivi.NormalPrior(2, 2.0), likelihood=Simulator())
@@ -91,15 +99,19 @@ def explaining_away_run(name: str, steps: int, evaluations: int = 1) -> Dict:
         "JCHybrid penalty 0.1 (mix 1)": lambda: ivi.JCHybrid(**common, **free, data_noise_std=0.01, mix=1.0, score_penalty=0.1),
     }[name]()
     curve: List = []
+    clock = {"start": time.perf_counter(), "scoring": 0.0}
 
     def score(trainer) -> None:
+        begin = time.perf_counter()
         js = posterior_js(model.sample_posterior, data.prior, data.likelihood, data.evaluation_points, 20000, data.latent_extent)
-        curve.append((trainer.global_step, js))
+        seconds = begin - clock["start"] - clock["scoring"]
+        curve.append((trainer.global_step, trainer.global_step // per_batch, seconds, js))
+        clock["scoring"] += time.perf_counter() - begin
 
-    # Optimizer steps per batch, to place the evaluations at equal optimizer-step intervals.
+    # Optimizer steps per batch (one encoder update each), to place the evaluations at equal intervals.
     per_batch = 1 if name == "VAE" else 4 if not name.startswith("JCHybrid") else 7
-    seconds = _fit(model, data, steps, [EveryN(max(1, steps // evaluations // per_batch), score)])
-    return {"name": name, "curve": curve, "seconds": seconds}
+    seconds = _fit(model, data, steps, [EveryN(max(1, steps // evaluations // per_batch), score)]) - clock["scoring"]
+    return {"name": name, "curve": curve, "seconds": seconds, "seed": seed}
 
 
 def table_a(steps: int) -> None:
@@ -184,24 +196,54 @@ def table_b(steps: int, rows=MIXTURE_ROWS, seeds=(0,)) -> None:
         print(f"| {dataset} | {name} | {seed} | {m['modes']}/{m['total']} | {m['high_quality']:.1%} | {m['reconstruction']:.3f} | {seconds:.0f} |", flush=True)
 
 
-def table_c(steps: int, evaluations: int) -> None:
-    names = ("JCAdv (likelihood-free)", "JCDen (likelihood-free)", "JCHybrid mix 0.5", "JCHybrid penalty 0.1 (mix 1)")
-    rows = [explaining_away_run(name, steps, evaluations) for name in names]
-    print("\n### (c) hybrid: mean JS (nats) on explaining-away against optimizer steps, likelihood-free, seed 0\n")
-    print("| algorithm | mean JS at optimizer step | train s |")
-    print("|---|---|---|")
-    for row in rows:
-        # Each algorithm takes a different number of optimizer steps per batch, so each row has its own marks.
-        print(f"| {row['name']} | " + ", ".join(f"{step}: {js.mean():.4f}" for step, js in row["curve"]) + f" | {row['seconds']:.0f} |")
+HYBRID_ROWS = ("JCAdv (likelihood-free)", "JCDen (likelihood-free)", "JCHybrid mix 0.5", "JCHybrid penalty 0.1 (mix 1)")
+
+
+def table_c(updates: int, evaluations: int, seeds=(0,), targets=(0.05, 0.02), names=HYBRID_ROWS) -> None:
+    """Print table (c): each algorithm trained ``updates`` encoder updates per seed.
+
+    Args:
+        updates: encoder updates (batches) of every run; the optimizer steps differ per algorithm.
+        evaluations: JS evaluations along each run.
+        seeds: training seeds.
+        targets: mean JS values (nats) whose first crossing is timed.
+        names: the rows, a subset of ``HYBRID_ROWS``.
+    """
+    runs = {name: [explaining_away_run(name, updates * (7 if name.startswith("JCHybrid") else 4), evaluations, seed)
+                   for seed in seeds] for name in names}
+    print(f"\n### (c) hybrid: mean JS (nats) on explaining-away, likelihood-free, {updates} encoder updates, seeds {list(seeds)}\n")
+    print("| algorithm | seed | mean JS at encoder update | train s |")
+    print("|---|---|---|---|")
+    for name, rows in runs.items():
+        for row in rows:
+            print(f"| {name} | {row['seed']} | " + ", ".join(f"{u}: {js.mean():.4f}" for _, u, _, js in row["curve"]) + f" | {row['seconds']:.0f} |")
+    print(f"\nfinal JS: mean ± std over seeds; to a target: the first evaluation with mean JS ≤ the target, the median over the seeds "
+          "that reached it of the encoder updates and training seconds (n/5: how many seeds reached it)\n")
+    print("| algorithm | final mean JS | " + " | ".join(f"to JS ≤ {t}: seeds, updates, train s" for t in targets) + " | train s, whole run |")
+    print("|---|---|" + "---|" * len(targets) + "---|")
+    for name, rows in runs.items():
+        finals = [float(row["curve"][-1][3].mean()) for row in rows]
+        cells = []
+        for target in targets:
+            hits = [next(((u, t) for _, u, t, js in row["curve"] if js.mean() <= target), None) for row in rows]
+            reached = [h for h in hits if h is not None]
+            median = (f", {statistics.median(u for u, _ in reached):.0f}, {statistics.median(t for _, t in reached):.0f}" if reached else "")
+            cells.append(f"{len(reached)}/{len(rows)}{median}")
+        print(f"| {name} | {statistics.mean(finals):.4f} ± {statistics.pstdev(finals):.4f} | " + " | ".join(cells) + " | "
+              f"{statistics.mean(row['seconds'] for row in rows):.0f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=6000, help="optimizer steps for tables (a) and (c)")
+    parser.add_argument("--steps", type=int, default=6000, help="optimizer steps for table (a)")
     parser.add_argument("--mixture-steps", type=int, default=12000, help="optimizer steps for table (b) (two per model update)")
     parser.add_argument("--mixture-seeds", default="0,1", help="comma-separated training seeds for table (b)")
     parser.add_argument("--mixture-rows", default=None, help="comma-separated indices into MIXTURE_ROWS for table (b), e.g. '0,2'")
-    parser.add_argument("--evaluations", type=int, default=4, help="JS evaluations along each run of table (c)")
+    parser.add_argument("--evaluations", type=int, default=8, help="JS evaluations along each run of table (c)")
+    parser.add_argument("--hybrid-updates", type=int, default=1500, help="encoder updates of each run of table (c)")
+    parser.add_argument("--hybrid-seeds", default="0,1,2,3,4", help="comma-separated training seeds for table (c)")
+    parser.add_argument("--hybrid-rows", default="0,1,2,3", help="comma-separated indices into HYBRID_ROWS for table (c)")
+    parser.add_argument("--targets", default="0.05,0.02", help="comma-separated mean JS values (nats) timed in table (c)")
     parser.add_argument("--tables", default="abc", help="which tables to print, e.g. 'ab'")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -211,7 +253,8 @@ def main() -> None:
         rows = MIXTURE_ROWS if args.mixture_rows is None else [MIXTURE_ROWS[int(i)] for i in args.mixture_rows.split(",")]
         table_b(args.mixture_steps, rows, [int(s) for s in args.mixture_seeds.split(",")])
     if "c" in args.tables:
-        table_c(args.steps, args.evaluations)
+        table_c(args.hybrid_updates, args.evaluations, [int(s) for s in args.hybrid_seeds.split(",")],
+                [float(t) for t in args.targets.split(",")], [HYBRID_ROWS[int(i)] for i in args.hybrid_rows.split(",")])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,156 @@
+"""Learning the 2-D mixtures (ring of 8, grid of 25) with the VEEGAN/PacGAN protocol.
+
+Each row trains one implicit model (an ``N(0, I)`` prior and an ``ImplicitLikelihood``, 256-unit
+MLPs, batch 256, Adam lr 1e-3, betas (0.5, 0.999), one discriminator step per model step) and
+scores 2,500 of its samples with :func:`ivi_lightning.evaluation.modes.mode_coverage`: modes
+covered (a sample within 3 std), high-quality samples (within 3 std of the nearest mode), and the
+KL of the histogram over modes to the uniform. Variants (``--variants``):
+
+* ``ali``: ``JCAdv(loss="ali")``, as in ``configs/jc_adv/{ring,grid}_ali.yaml``;
+* ``rmd K=k``: ``JCAdvRMD(unroll_steps=k)``, as in ``configs/jc_adv_rmd/{ring,grid}.yaml`` at ``k=1``;
+* then any of: ``m=4``: the joint discriminator sees 4 joints at once (PacGAN's packing,
+  ``packing=4``); ``aux=k``: ``k`` discriminator steps per model step; ``alr=…``/``lr=…``: the
+  discriminator's / model's learning rate; ``nd=k``: the generator's noise inputs; ``ema``: the
+  weights scored are an exponential moving average (decay ``EMA_DECAY`` per model update) of the
+  trained ones, Lightning's ``EMAWeightAveraging``; ``decay``: every learning rate decays linearly
+  to 0 over the run.
+
+One CPU thread; ``--steps`` counts optimizer steps (``aux + 1`` per model update); each seed seeds
+the data, the networks and the training. The final scores are taken after ``fit`` (with ``ema``,
+of the averaged weights); those along the way (``--every``) of the current weights.
+
+    OMP_NUM_THREADS=1 python benchmarks/mixtures.py --datasets ring grid --variants ali "ali m=4" --seeds 0 1 2 3 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+import warnings
+from typing import Dict, List
+
+import pytorch_lightning as pl
+import torch
+
+import ivi_lightning as ivi
+from datamodules import Toy2DDataModule
+from ivi_lightning.evaluation.modes import PROTOCOL_SAMPLES, mixture_modes, mode_coverage
+
+warnings.filterwarnings("ignore")
+logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+COMMON = dict(latent_dim=2, data_shape=2, hidden=(256, 256), aux_steps=1)
+EMA_DECAY = 0.999
+
+
+def build(variant: str) -> ivi.ImplicitVI:
+    """The model of ``variant``: ``"ali"`` or ``"rmd K=<k>"``, then optional words ``m=<packing>``,
+    ``aux=<discriminator steps per model step>``, ``alr=<discriminator lr>``, ``lr=<model lr>``,
+    ``nd=<generator noise inputs>`` (and ``ema``, ``decay``: see :func:`run`)."""
+    words = variant.split()
+    options = dict(word.split("=") for word in words[1:] if "=" in word)
+    common = {**COMMON, "aux_steps": int(options.get("aux", 1)), "aux_lr": float(options.get("alr", 1e-3)),
+              "lr": float(options.get("lr", 1e-3)), "packing": int(options.get("m", 1))}
+    noise = int(options.get("nd", 4))
+    if words[0] == "ali":
+        return ivi.JCAdv(**common, loss="ali", likelihood=ivi.ImplicitLikelihood(2, 2, noise, (256, 256)))
+    if words[0] == "rmd":
+        return ivi.JCAdvRMD(**common, unroll_steps=int(options.get("K", 1)), model_noise_dim=noise)
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+class LinearDecay(pl.Callback):
+    """Every optimizer's learning rate decays linearly to ``end`` times its initial value over ``max_steps``."""
+
+    def __init__(self, end: float = 0.0) -> None:
+        self.end, self.initial = end, []  # type: ignore[var-annotated]
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
+        groups = [group for optimizer in trainer.optimizers for group in optimizer.param_groups]
+        if not self.initial:
+            self.initial = [group["lr"] for group in groups]
+        fraction = trainer.global_step / trainer.max_steps
+        for group, lr in zip(groups, self.initial):
+            group["lr"] = lr * (1 - (1 - self.end) * fraction)
+
+
+class Score(pl.Callback):
+    """Scores ``PROTOCOL_SAMPLES`` model samples every ``every`` optimizer steps (and at the end)."""
+
+    def __init__(self, dataset: str, every: int) -> None:
+        self.modes, self.std = mixture_modes(dataset)
+        self.every, self.curve = every, []  # type: ignore[var-annotated]
+
+    @torch.no_grad()
+    def score(self, trainer: pl.Trainer, model: ivi.ImplicitVI) -> None:
+        x, _ = model.sample_model(PROTOCOL_SAMPLES)
+        self.curve.append((trainer.global_step, mode_coverage(x, self.modes, self.std)))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, model: ivi.ImplicitVI, *args) -> None:
+        if trainer.global_step % self.every == 0 and trainer.global_step < trainer.max_steps:
+            self.score(trainer, model)
+
+
+def run(dataset: str, variant: str, seed: int, steps: int, every: int) -> Dict:
+    """Train ``variant`` on ``dataset`` with ``seed`` for ``steps`` optimizer steps."""
+    pl.seed_everything(seed, verbose=False)
+    data = Toy2DDataModule(dataset, num_samples=20000, batch_size=256, seed=seed)
+    model = build(variant)
+    score = Score(dataset, every)
+    callbacks: List[pl.Callback] = [score]
+    if "ema" in variant.split():  # Lightning's EMA of the weights, swapped in when training ends
+        callbacks.append(pl.callbacks.EMAWeightAveraging(decay=EMA_DECAY))
+    if "decay" in variant.split():
+        callbacks.append(LinearDecay())
+    trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                         callbacks=callbacks)
+    start = time.perf_counter()
+    trainer.fit(model, data)
+    score.score(trainer, model)  # after fit: with EMA, its averaged weights
+    return {"dataset": dataset, "variant": variant, "seed": seed, "curve": score.curve,
+            "seconds": time.perf_counter() - start}
+
+
+def summary(rows: List[Dict], total: int) -> str:
+    """``mean ± std`` over seeds of the final scores, and how many seeds covered every mode."""
+    finals = [row["curve"][-1][1] for row in rows]
+    cell = lambda key, f: f"{f(statistics.mean(m[key] for m in finals))} ± {f(statistics.pstdev(m[key] for m in finals))}"
+    every = sum(m["modes"] == total for m in finals)
+    return (f"| {rows[0]['dataset']} ({total}) | {rows[0]['variant']} | {len(rows)} | {cell('modes', lambda v: f'{v:.1f}')} | "
+            f"{every}/{len(rows)} | {cell('high_quality', lambda v: f'{100 * v:.1f}%')} | {cell('kl_to_uniform', lambda v: f'{v:.3f}')} | "
+            f"{statistics.mean(r['seconds'] for r in rows):.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["ring", "grid"], choices=["ring", "grid"])
+    parser.add_argument("--variants", nargs="+", default=["ali", "ali m=4"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steps", type=int, default=12000, help="optimizer steps per run (two per model update)")
+    parser.add_argument("--every", type=int, default=3000, help="also score every this many optimizer steps")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results = []
+    print("| data | variant | seed | modes covered, high-quality at optimizer step | high-quality | KL to uniform | train s |")
+    print("|---|---|---|---|---|---|---|")
+    for dataset in args.datasets:
+        for variant in args.variants:
+            for seed in args.seeds:
+                row = run(dataset, variant, seed, args.steps, args.every)
+                results.append(row)
+                curve = ", ".join(f"{step}: {int(m['modes'])}, {m['high_quality']:.0%}" for step, m in row["curve"])
+                last = row["curve"][-1][1]
+                print(f"| {dataset} | {variant} | {seed} | {curve} | {last['high_quality']:.1%} | {last['kl_to_uniform']:.3f} | {row['seconds']:.0f} |", flush=True)
+    print(f"\n{args.steps} optimizer steps; mean ± std over seeds of the final scores ({PROTOCOL_SAMPLES} samples)\n")
+    print("| data | variant | seeds | modes covered | seeds with every mode | high-quality samples | KL to uniform | train s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for dataset in args.datasets:
+        for variant in args.variants:
+            rows = [r for r in results if r["dataset"] == dataset and r["variant"] == variant]
+            print(summary(rows, len(mixture_modes(dataset)[0])))
+
+
+if __name__ == "__main__":
+    main()

@@ -263,6 +263,13 @@ class JCDen(ImplicitVI):
                 )
             self.log_dict(metrics, sync_dist=True)
 
+    def model_loss(self, x: Tensor, z: Tensor) -> Tensor:
+        """``−E_q[log p_θ(x, z)]`` at detached ``z`` for a learned model (the model's gradient; the
+        encoder's is in the surrogate), zero for a fixed one."""
+        if not self.hparams.learn_model:
+            return torch.zeros((), device=x.device)
+        return -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean()
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_vi, opt_den = self.optimizers()
         # updates_per_batch chunks (default: the whole batch), with their simulated pairs if any
@@ -271,12 +278,7 @@ class JCDen(ImplicitVI):
 
             z = self.encoder(x)
             loss_encoder = score_surrogate(z, self.score_difference(x, z.detach())).mean()
-            # z detached: the model's gradient is −E_q[∇_θ log p_θ(x, z)], the encoder's is in the surrogate.
-            loss_model = (
-                -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean()
-                if self.hparams.learn_model
-                else torch.zeros((), device=x.device)
-            )
+            loss_model = self.model_loss(x, z)
             self.optimize(opt_vi, loss_encoder + loss_model)
         self.log_metrics(
             "train",

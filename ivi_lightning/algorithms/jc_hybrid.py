@@ -78,12 +78,7 @@ class JCHybrid(JCDen):
             loss_encoder = score_surrogate(
                 z, w * grad_t + (1 - w) * self.score_difference(x, z.detach())
             ).mean()
-            # z detached: the model's gradient is −E_q[∇_θ log p_θ(x, z)], as in JC-Den.
-            loss_model = (
-                -(self.likelihood.log_prob(x, z.detach()) + self.prior.log_prob(z.detach())).mean()
-                if self.hparams.learn_model
-                else torch.zeros((), device=x.device)
-            )
+            loss_model = self.model_loss(x, z)
             self.optimize(opt_vi, loss_encoder + loss_model)
         self.log_metrics(
             "train",

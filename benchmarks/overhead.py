@@ -382,43 +382,31 @@ def time_lightning(
     iterations on each. ``plain_environment``: run in the plain loop's environment (see ``CUDA_PROBE_ENV``).
     """
     with _plain_process_environment() if plain_environment else contextlib.nullcontext():
-        return _time_lightning(model, dm, warmup, iters, progress_bar, root, updates_per_batch)
-
-
-def _time_lightning(
-    model: pl.LightningModule,
-    dm: pl.LightningDataModule,
-    warmup: int,
-    iters: int,
-    progress_bar: bool,
-    root: str,
-    updates_per_batch: int,
-) -> Tuple[float, float]:
-    model.hparams.updates_per_batch = updates_per_batch
-    k = updates_per_batch
-    timer = _Timer(-(-warmup // k), -(-iters // k))
-    trainer = pl.Trainer(
-        max_epochs=-1,
-        accelerator="cpu",
-        devices=1,
-        logger=TensorBoardLogger(root, name="overhead"),
-        enable_checkpointing=False,
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        log_every_n_steps=LOG_EVERY,
-        callbacks=[timer],
-        default_root_dir=root,
-    )
-    sink = io.StringIO()
-    # The progress bar is drawn (its cost counts) but not shown.
-    try:
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-            trainer.fit(model, dm)
-    finally:
-        model.hparams.updates_per_batch = 1
-    return _rates(timer.iters * k, timer.t0, timer.t1)
+        model.hparams.updates_per_batch = updates_per_batch
+        k = updates_per_batch
+        timer = _Timer(-(-warmup // k), -(-iters // k))
+        trainer = pl.Trainer(
+            max_epochs=-1,
+            accelerator="cpu",
+            devices=1,
+            logger=TensorBoardLogger(root, name="overhead"),
+            enable_checkpointing=False,
+            enable_progress_bar=progress_bar,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            log_every_n_steps=LOG_EVERY,
+            callbacks=[timer],
+            default_root_dir=root,
+        )
+        sink = io.StringIO()
+        # The progress bar is drawn (its cost counts) but not shown.
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                trainer.fit(model, dm)
+        finally:
+            model.hparams.updates_per_batch = 1
+        return _rates(timer.iters * k, timer.t0, timer.t1)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

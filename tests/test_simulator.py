@@ -169,20 +169,26 @@ def test_forward_kl_weights_samples_by_the_estimated_ratio():
     assert t.grad[0].item() == pytest.approx(3 * t.grad[1].item())  # p/q: 1 against 1/3
 
 
-def test_two_mode_posterior_keeps_both_modes():
-    """x = θ² + noise: the posterior of x_o = 0.5 has modes at ±0.71, each with half the mass.
-
-    The forward KL is mode-covering: on this problem it keeps both modes on every seed tried,
-    where the reverse KL and the denoisers can settle on one."""
+def two_mode_posterior_samples(algorithm: type, **options) -> torch.Tensor:
+    """4,000 posterior draws at x_o = 0.5 after 2,000 steps on x = θ² + noise: modes at ±0.71, half the mass each."""
     pl.seed_everything(0)
     dm = SimulatorDataModule(BoxUniform([-1.0], [1.0]), CountingSimulator(), num_simulations=4000, batch_size=200, seed=0)
-    model = ivi.JCAdv(latent_dim=1, data_shape=1, learn_model=False, hidden=(64, 64), loss="forward_kl", aux_steps=2)
+    model = algorithm(latent_dim=1, data_shape=1, learn_model=False, hidden=(64, 64), **options)
     trainer(2000, limit_val_batches=0).fit(model, dm)
     with torch.no_grad():
-        samples = model.sample_posterior(torch.tensor([0.5]), 4000).squeeze(1)
+        return model.sample_posterior(torch.tensor([0.5]), 4000).squeeze(1)
+
+
+def assert_both_modes_kept(samples: torch.Tensor) -> None:
     near_positive = ((samples - math.sqrt(0.5)).abs() < 0.2).float().mean().item()
     near_negative = ((samples + math.sqrt(0.5)).abs() < 0.2).float().mean().item()
     assert near_positive >= 0.25 and near_negative >= 0.25, (near_positive, near_negative)
+
+
+def test_two_mode_posterior_keeps_both_modes():
+    """The forward KL is mode-covering: on this problem it keeps both modes on every seed tried,
+    where the reverse KL and the denoisers can settle on one."""
+    assert_both_modes_kept(two_mode_posterior_samples(ivi.JCAdv, loss="forward_kl", aux_steps=2))
 
 
 def gaussian_mixture_denoiser(means: torch.Tensor, std: float):
@@ -212,17 +218,10 @@ def test_reverse_diffusion_draws_the_distribution_of_an_exact_denoiser():
 
 
 def test_jc_den_diffusion_sampler_keeps_both_modes_inside_the_support():
-    """JCDen's model denoiser, walked down by the diffusion sampler, on x = θ² + noise (modes at ±0.71)."""
-    pl.seed_everything(0)
-    dm = SimulatorDataModule(BoxUniform([-1.0], [1.0]), CountingSimulator(), num_simulations=4000, batch_size=200, seed=0)
-    model = ivi.JCDen(latent_dim=1, data_shape=1, learn_model=False, hidden=(64, 64), model_score="denoiser", noise_std=0.01,
-                      max_noise_std=3.0, posterior_sampler="diffusion", diffusion_steps=200)
-    trainer(2000, limit_val_batches=0).fit(model, dm)
-    with torch.no_grad():
-        samples = model.sample_posterior(torch.tensor([0.5]), 4000).squeeze(1)
-    near_positive = ((samples - math.sqrt(0.5)).abs() < 0.2).float().mean().item()
-    near_negative = ((samples + math.sqrt(0.5)).abs() < 0.2).float().mean().item()
-    assert near_positive >= 0.25 and near_negative >= 0.25, (near_positive, near_negative)
+    """JCDen's model denoiser, walked down by the diffusion sampler, on the same two-mode posterior."""
+    samples = two_mode_posterior_samples(ivi.JCDen, model_score="denoiser", noise_std=0.01, max_noise_std=3.0,
+                                         posterior_sampler="diffusion", diffusion_steps=200)
+    assert_both_modes_kept(samples)
     assert bool((samples.abs() < 1).all())
 
 

@@ -49,7 +49,11 @@ logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
 OURS: Dict[str, tuple] = {
     "JCDen": ("JCDen", dict(model_score="denoiser", noise_std=0.02, max_noise_std=1.0, noise_components=8)),
     "JCDen(diffusion)": ("JCDen", dict(model_score="denoiser", noise_std=0.005, max_noise_std=3.0, noise_components=8,
-                                       posterior_sampler="diffusion", diffusion_steps=500)),
+                                       posterior_sampler="diffusion", diffusion_steps=500, sampler_ema=0.999,
+                                       denoiser_hidden=(512, 512, 512), support_mode="reject")),
+    # The setting of the 2026-12-02 morning run: 256×256 denoisers, the support by transform, no average.
+    "JCDen(diffusion,256x2)": ("JCDen", dict(model_score="denoiser", noise_std=0.005, max_noise_std=3.0,
+                                            noise_components=8, posterior_sampler="diffusion", diffusion_steps=500)),
     "JCAdv": ("JCAdv", dict(loss="kl")),
     "JCAdv(forward_kl)": ("JCAdv", dict(loss="forward_kl")),
     "JCAdv(ali)": ("JCAdv", dict(loss="ali")),
@@ -146,6 +150,8 @@ def run(args) -> List[dict]:
             for method in args.methods:
                 start, curve = time.time(), None
                 if method in NPE_ESTIMATORS:
+                    if args.npe_seed is not None:
+                        torch.manual_seed(args.npe_seed)
                     sample = train_npe(prior, theta, x, NPE_ESTIMATORS[method])
                     used = budget
                 else:
@@ -220,6 +226,8 @@ def main() -> None:
     parser.add_argument("--budgets", nargs="+", type=int, default=[10_000, 100_000])
     parser.add_argument("--observations", nargs="+", type=int, default=list(range(1, 11)))
     parser.add_argument("--methods", nargs="+", default=["NPE", "NPE-NSF", *OURS])
+    parser.add_argument("--npe_seed", type=int, default=None,
+                        help="seed of NPE's training (default: the random state left by the simulations)")
     parser.add_argument("--curve_method", default="JCDen(diffusion)", help="ours whose two_moons learning curve is recorded")
     parser.add_argument("--num_samples", type=int, default=10_000, help="posterior samples scored per observation")
     parser.add_argument("--steps", type=int, default=30_000, help="optimizer steps of each of our runs (0: use --seconds)")

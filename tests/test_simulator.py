@@ -246,7 +246,8 @@ def test_sbi_config_trains_through_the_cli_and_its_checkpoint_samples_in_user_un
 
     monkeypatch.chdir(pathlib.Path(__file__).resolve().parents[1])
     cli_main(["fit", "--config", config, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path),
-              "--data.init_args.num_simulations", "600", "--data.init_args.batch_size", "100", "--model.init_args.hidden", "[16]"])
+              "--data.init_args.num_simulations", "600", "--data.init_args.batch_size", "100", "--model.init_args.hidden", "[16]",
+              *(["--model.init_args.denoiser_hidden", "[16]"] if "jc_den" in config else [])])
     (checkpoint,) = tmp_path.glob("lightning_logs/version_0/checkpoints/*.ckpt")
     algorithm = ivi.JCDen if "jc_den" in config else ivi.JCAdv
     samples = algorithm.load_from_checkpoint(checkpoint).sample_posterior(torch.tensor([-0.64, 0.16]), 500)
@@ -267,3 +268,71 @@ def test_the_simulator_guide_quick_start_runs(monkeypatch):
     exec(code.replace("pl.Trainer(max_epochs=80)", "pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False)"), namespace)
     samples = namespace["samples"]
     assert samples.shape == (10_000, 2) and bool((samples.abs() < 2).all())
+
+
+def test_reject_mode_infers_in_the_parameters_and_redraws_draws_outside_the_support():
+    from ivi_lightning.distributions.support import rejection_sample
+
+    torch.manual_seed(0)
+    space = ParameterSpace(1, 1, support_mode="reject")
+    theta = torch.rand(1000, 1) * 2
+    space.fit(theta, theta, constraints.interval(0.0, 2.0))
+    z = space.to_latent(theta)
+    assert abs(z.mean().item()) < 1e-4 and z.std().item() == pytest.approx(1.0, abs=1e-4)
+    assert torch.allclose(space.to_parameter(z), theta, atol=1e-5)  # only z-scored: no squashing near the bounds
+    # Kept draws of N(1, 1) are the truncated normal on [0, 2]: mean 1, std 0.5395.
+    kept = rejection_sample(lambda m: 1 + torch.randn(m, 2, 1), space.inside, 20_000)
+    assert kept.shape == (20_000, 2, 1) and bool(space.inside(kept).all())
+    assert kept.mean().item() == pytest.approx(1.0, abs=0.01) and kept.std().item() == pytest.approx(0.5395, abs=0.01)
+    with pytest.raises(RuntimeError, match="support_mode='transform'"):
+        rejection_sample(lambda m: torch.full((m, 1, 1), 5.0), space.inside, 10)
+
+
+def test_reject_mode_posterior_samples_lie_in_the_support_and_the_mode_is_checked():
+    dm = SimulatorDataModule(BoxUniform([-1.0, 0.0], [1.0, 5.0]), lambda t: t * 10.0, num_simulations=200, batch_size=40)
+    pl.seed_everything(0)
+    model = ivi.JCDen(latent_dim=2, data_shape=2, learn_model=False, hidden=(16,), aux_steps=1, support_mode="reject")
+    trainer(4, limit_val_batches=0).fit(model, dm)
+    with torch.no_grad():
+        samples = model.sample_posterior(torch.tensor([[9.0, 45.0], [0.0, 25.0]]), 3000)
+    assert samples.shape == (3000, 2, 2) and bool(model.parameter_space.inside(samples).all())
+    with pytest.raises(ValueError, match="support_mode must be one of transform, reject"):
+        ivi.JCDen(latent_dim=2, data_shape=2, learn_model=False, support_mode="clip")
+
+
+def test_jc_den_denoiser_hidden_sizes_the_default_denoisers_only():
+    model = ivi.JCDen(latent_dim=2, data_shape=3, learn_model=False, model_score="denoiser", hidden=(16,), denoiser_hidden=(32, 8))
+    widths = lambda net: [m.out_features for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths(model.model_denoiser) == widths(model.denoiser) == [32, 8, 5]
+    assert widths(model.encoder)[0] == 16
+
+
+def test_jc_den_sampler_ema_averages_the_model_denoiser_and_is_checkpointed(tmp_path):
+    """The diffusion sampler's denoiser is the exponential moving average of the model denoiser's
+    weights after each of its updates (the first update copies them)."""
+
+    class Record(pl.Callback):
+        def __init__(self):
+            self.weights = []
+
+        def on_train_batch_end(self, trainer, model, *args):
+            self.weights.append(model.model_denoiser.net[0].weight.detach().clone())
+
+    dm = SimulatorDataModule(BoxUniform([-1.0], [1.0]), CountingSimulator(), num_simulations=200, batch_size=40)
+    pl.seed_everything(0)
+    model = ivi.JCDen(latent_dim=1, data_shape=1, learn_model=False, hidden=(8,), aux_steps=1, model_score="denoiser",
+                      noise_std=0.01, max_noise_std=1.0, posterior_sampler="diffusion", diffusion_steps=5, sampler_ema=0.9)
+    record = Record()
+    fit = trainer(10, limit_val_batches=0, callbacks=[record], default_root_dir=tmp_path)  # one optimizer step per update
+    fit.fit(model, dm)
+    expected = record.weights[0]
+    for weight in record.weights[1:]:
+        expected = 0.9 * expected + 0.1 * weight
+    average = model.model_denoiser_average.module.net[0].weight
+    assert len(record.weights) == 5 and torch.allclose(average, expected, atol=1e-6)
+    assert not torch.allclose(average, model.model_denoiser.net[0].weight)
+    path = tmp_path / "ema.ckpt"
+    fit.save_checkpoint(path)
+    assert torch.equal(ivi.JCDen.load_from_checkpoint(path).model_denoiser_average.module.net[0].weight, average)
+    with pytest.raises(ValueError, match="set posterior_sampler='diffusion'"):
+        ivi.JCDen(latent_dim=1, data_shape=1, learn_model=False, sampler_ema=0.9)

@@ -21,7 +21,7 @@ from ivi_lightning.distributions import (
     Prior,
     StandardNormalPrior,
 )
-from ivi_lightning.distributions.support import ParameterSpace
+from ivi_lightning.distributions.support import ParameterSpace, rejection_sample
 from ivi_lightning.estimators import tile_examples
 from ivi_lightning.shapes import DataShape, as_shape
 from ivi_lightning.training import training_callbacks
@@ -71,6 +71,10 @@ class ImplicitVI(UpdateBatches, CadencedLogging, CheckpointRecords):
             step, after mixed precision has unscaled the gradients (``None``: no clipping).
         on_nonfinite: on a NaN/inf loss or gradient, ``"raise"`` an error naming the network and
             step (the last checkpoint is intact), or ``"skip"`` the update and count it.
+        support_mode: with a simulator data module whose prior is bounded, ``"transform"`` infers
+            in ``biject_to``'s unconstrained coordinates (every draw inside the support), ``"reject"``
+            in the z-scored parameters, redrawing posterior samples outside the support (as sbi's
+            NPE); see :class:`~ivi_lightning.distributions.ParameterSpace`.
     """
 
     needs_prior_density = False
@@ -106,6 +110,7 @@ class ImplicitVI(UpdateBatches, CadencedLogging, CheckpointRecords):
         betas: Tuple[float, float] = (0.5, 0.999),
         grad_clip: Optional[float] = None,
         on_nonfinite: str = "raise",
+        support_mode: str = "transform",
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -114,7 +119,7 @@ class ImplicitVI(UpdateBatches, CadencedLogging, CheckpointRecords):
         self.nonfinite_skips = 0  # updates dropped under on_nonfinite="skip", saved in checkpoints
         self.latent_dim, self.data_shape = int(latent_dim), as_shape(data_shape)
         # Coordinates of inference (identity unless a simulator data module fits it): saved with the model.
-        self.parameter_space = ParameterSpace(self.latent_dim, self.data_shape)
+        self.parameter_space = ParameterSpace(self.latent_dim, self.data_shape, support_mode)
         # With a fixed model and parts left out, the data module's known model is adopted in setup().
         adopt_later = not learn_model and (prior is None or likelihood is None)
         if prior is None and not adopt_later:
@@ -161,7 +166,8 @@ class ImplicitVI(UpdateBatches, CadencedLogging, CheckpointRecords):
         ``[num_samples, batch, latent_dim]``, or ``[num_samples, latent_dim]`` for one unbatched ``x``.
 
         After training on a simulator data module, ``x`` is as the simulator returns it and the draws
-        lie inside the prior's support (the standardisation is undone).
+        lie inside the prior's support (the standardisation is undone; with ``support_mode="reject"``
+        draws outside it are redrawn).
 
         Args:
             x: observations ``[batch, *data_shape]``, or one observation ``[*data_shape]``.
@@ -175,8 +181,10 @@ class ImplicitVI(UpdateBatches, CadencedLogging, CheckpointRecords):
                 f"[batch, {', '.join(map(str, self.data_shape))}], got {list(x.shape)}"
             )
         space: Any = self.parameter_space
-        z = space.to_parameter(self.draw_posterior(space.standardize(batch.to(space.data_mean)), num_samples))
-        return z[:, 0] if single else z
+        x_std = space.standardize(batch.to(space.data_mean))
+        draw = lambda n: space.to_parameter(self.draw_posterior(x_std, n))
+        theta = rejection_sample(draw, space.inside, num_samples) if space.rejects else draw(num_samples)
+        return theta[:, 0] if single else theta
 
     def draw_posterior(self, x: Tensor, num_samples: int = 1) -> Tensor:
         """``num_samples`` draws of ``q(z|x)`` per example in the algorithm's own coordinates:

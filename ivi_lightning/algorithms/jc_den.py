@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.data import Simulations
@@ -56,6 +57,13 @@ class JCDen(ImplicitVI):
             estimate of the posterior's own smoothed score and corrects what the encoder has
             not learnt; ``diffusion_steps`` network evaluations per draw, no gradient).
         diffusion_steps: noise levels of the ``"diffusion"`` sampler, log-spaced.
+        sampler_ema: with the ``"diffusion"`` sampler, draw along an exponential moving average of
+            the model denoiser's weights with this decay per update (as diffusion models do: the
+            average smooths the last updates' noise out of the score), ``None`` for the weights
+            themselves. The average is part of the model's state and checkpoints.
+        denoiser_hidden: hidden layer sizes of the default denoisers (default ``hidden``, that of
+            every default network): the diffusion sampler is as good as the model denoiser's
+            score, which gains from more capacity than the encoder needs.
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
 
@@ -70,6 +78,8 @@ class JCDen(ImplicitVI):
         max_noise_std: Optional[float] = None,
         posterior_sampler: str = "encoder",
         diffusion_steps: int = 500,
+        denoiser_hidden: Optional[Sequence[int]] = None,
+        sampler_ema: Optional[float] = None,
         **kwargs: Any,
     ) -> None:
         data_noise_std = noise_std if data_noise_std is None else data_noise_std
@@ -98,21 +108,34 @@ class JCDen(ImplicitVI):
                 "posterior_sampler='diffusion' walks down the model denoiser's noise levels: set "
                 f"max_noise_std (got {max_noise_std}) and diffusion_steps >= 2 (got {diffusion_steps})"
             )
+        if sampler_ema is not None and not (posterior_sampler == "diffusion" and 0 < sampler_ema < 1):
+            raise ValueError(
+                "sampler_ema is the decay (in (0, 1)) of the model denoiser's average that the diffusion "
+                "sampler draws with: set posterior_sampler='diffusion', "
+                f"got {posterior_sampler!r} and {sampler_ema}"
+            )
         super().__init__(aux_steps=aux_steps, **kwargs)
         self.noise_std, self.data_noise_std = float(noise_std), float(data_noise_std)
         self.max_noise_std = None if max_noise_std is None else float(max_noise_std)
         conditional = self.max_noise_std is not None
+        sizes = {} if denoiser_hidden is None else {"hidden": tuple(denoiser_hidden)}
         build = lambda: self.build_network(
             "joint_denoiser",
             noise_std=noise_std,
             data_noise_std=data_noise_std,
             noise_conditional=conditional,
+            **sizes,
         )
         self.denoiser = denoiser if denoiser is not None else build()
         # Built unless densities are promised: whether an adopted model has them is known only at setup.
         self.model_denoiser = (
             model_denoiser if model_denoiser is not None or model_score == "density" else build()
         )
+        self.model_denoiser_average = None
+        if sampler_ema is not None and self.model_denoiser is not None:
+            self.model_denoiser_average = AveragedModel(
+                self.model_denoiser, multi_avg_fn=get_ema_multi_avg_fn(sampler_ema), use_buffers=True
+            ).requires_grad_(False)  # updated by averaging, never by an optimizer
         self._check_scores()
 
     def setup(self, stage: str) -> None:
@@ -165,7 +188,8 @@ class JCDen(ImplicitVI):
         if self.hparams.posterior_sampler == "encoder":
             return z
         assert self.max_noise_std is not None  # checked in __init__
-        denoiser = self.model_denoiser_network()
+        average = self.model_denoiser_average
+        denoiser = average if average is not None else self.model_denoiser_network()
         levels = torch.logspace(
             math.log10(self.max_noise_std), math.log10(self.noise_std), self.hparams.diffusion_steps
         )
@@ -248,6 +272,8 @@ class JCDen(ImplicitVI):
             if joint is not None:
                 loss = loss + self.joint_denoising_loss(self.model_denoiser_network(), *joint)
             self.optimize(optimizer, loss)
+            if self.model_denoiser_average is not None:
+                self.model_denoiser_average.update_parameters(self.model_denoiser_network())
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:

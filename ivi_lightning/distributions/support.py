@@ -3,10 +3,10 @@ unconstrained space in which the algorithms infer the parameters of a simulator.
 
 A prior declares where its samples live through ``.support`` (a
 ``torch.distributions.constraints.Constraint``, as every ``torch.distributions.Distribution``
-does). :class:`ParameterSpace` maps that support onto all of ``R^d`` with
-``torch.distributions.biject_to`` and z-scores both sides of the simulated pairs, so encoders,
-discriminators and denoisers work with unit-scale, unbounded coordinates while every posterior
-sample handed back lies inside the support, in the user's units.
+does). :class:`ParameterSpace` z-scores both sides of the simulated pairs, so encoders,
+discriminators and denoisers work with unit-scale coordinates, and keeps every posterior sample
+handed back inside the support, in the user's units: by mapping the support onto all of ``R^d``
+with ``torch.distributions.biject_to``, or by redrawing the samples that fall outside it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,12 @@ from typing import Callable, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, biject_to, constraints
+from torch.distributions.transforms import identity_transform
 
 from ivi_lightning.distributions.base import DataShape, Likelihood, Prior, as_shape
+
+#: How a :class:`ParameterSpace` keeps posterior samples inside a bounded support.
+SUPPORT_MODES = ("transform", "reject")
 
 
 class BoxUniform(Prior):
@@ -191,16 +195,23 @@ def bounds_constraint(lower: Tensor, upper: Tensor) -> constraints.Constraint:
 
 
 class ParameterSpace(nn.Module):
-    """The coordinates an algorithm infers in: z-scored data, and z-scored unconstrained parameters.
+    """The coordinates an algorithm infers in: z-scored data, and z-scored (unconstrained) parameters.
 
-    ``z = (u − m_u) / s_u`` with ``u = b⁻¹(θ)``, ``b = biject_to(support)``, and
-    ``x̃ = (x − m_x) / s_x``; the means and stds come from simulated pairs (:meth:`fit`). Until
-    fitted it is the identity. Its statistics and bounds are buffers: they are saved with the
+    ``z = (u − m_u) / s_u`` and ``x̃ = (x − m_x) / s_x``; the means and stds come from simulated
+    pairs (:meth:`fit`). How posterior samples are kept inside a bounded support is ``support_mode``:
+
+    * ``"transform"``: ``u = b⁻¹(θ)`` with ``b = biject_to(support)``, so every ``z`` maps to a
+      ``θ`` inside the support. A posterior with mass against a bound is stretched into a long tail.
+    * ``"reject"``: ``u = θ`` (only z-scored), as sbi's NPE does; a draw outside the support is
+      redrawn (:func:`rejection_sample`). A posterior keeps its shape against a bound.
+
+    Until fitted it is the identity. Its statistics and bounds are buffers: they are saved with the
     model, so a checkpoint samples in the user's units without the data module.
 
     Args:
         latent_dim: size of ``θ``.
         data_shape: shape of one observation ``x``.
+        support_mode: ``"transform"`` or ``"reject"`` (see above).
 
     >>> space = ParameterSpace(1, 1)
     >>> space.fit(torch.rand(1000, 1) * 2, torch.randn(1000, 1) * 5 + 3, constraints.interval(0.0, 2.0))
@@ -217,8 +228,11 @@ class ParameterSpace(nn.Module):
     lower: Tensor
     upper: Tensor
 
-    def __init__(self, latent_dim: int, data_shape: DataShape) -> None:
+    def __init__(self, latent_dim: int, data_shape: DataShape, support_mode: str = "transform") -> None:
         super().__init__()
+        if support_mode not in SUPPORT_MODES:
+            raise ValueError(f"support_mode must be one of {', '.join(SUPPORT_MODES)}, got {support_mode!r}")
+        self.support_mode = support_mode
         shape = as_shape(data_shape)
         self.register_buffer("data_mean", torch.zeros(shape))
         self.register_buffer("data_std", torch.ones(shape))
@@ -228,9 +242,22 @@ class ParameterSpace(nn.Module):
         self.register_buffer("upper", torch.full((latent_dim,), math.inf))
 
     @property
+    def rejects(self) -> bool:
+        """Whether draws outside the support are redrawn (``support_mode="reject"``)."""
+        return self.support_mode == "reject"
+
+    @property
     def bijection(self) -> torch.distributions.Transform:
-        """``u ↦ θ``: unconstrained ``R^d`` onto the support (``biject_to`` of its constraint)."""
+        """``u ↦ θ``: unconstrained ``R^d`` onto the support (``biject_to`` of its constraint), or the
+        identity with ``support_mode="reject"``."""
+        if self.rejects:
+            return identity_transform
         return biject_to(bounds_constraint(self.lower, self.upper))
+
+    def inside(self, theta: Tensor) -> Tensor:
+        """Whether each parameter vector (last dimension) lies inside the support's bounds."""
+        lower, upper = self.lower.to(theta.dtype), self.upper.to(theta.dtype)
+        return ((theta >= lower) & (theta <= upper)).all(-1)
 
     @torch.no_grad()
     def fit(
@@ -253,7 +280,7 @@ class ParameterSpace(nn.Module):
         self.lower.copy_(lower)
         self.upper.copy_(upper)
         u = self.bijection.inv(theta.to(self.lower))
-        if not bool(torch.isfinite(u).all()):
+        if not bool(torch.isfinite(u).all() and self.inside(theta.to(self.lower)).all()):
             raise ValueError(
                 "some simulated parameters lie on or outside the prior's support: "
                 "the prior's samples must lie inside its support"
@@ -275,8 +302,11 @@ class ParameterSpace(nn.Module):
         return (self.bijection.inv(theta) - self.latent_mean) / self.latent_std
 
     def to_parameter(self, z: Tensor) -> Tensor:
-        """The algorithm's latent to parameters inside the support: ``b(m_u + s_u z)``."""
+        """The algorithm's latent to parameters: ``b(m_u + s_u z)``, inside the support (with
+        ``support_mode="reject"``, possibly outside: see :func:`rejection_sample`)."""
         theta = self.bijection(self.latent_mean + self.latent_std * z)
+        if self.rejects:
+            return theta
         # In float32 a squashing bijection rounds a large |u| onto the bound itself (sigmoid(17) == 1):
         # keep every draw strictly inside.
         inf = torch.tensor(float("inf"), dtype=theta.dtype, device=theta.device)
@@ -291,6 +321,50 @@ class ParameterSpace(nn.Module):
             log_det.sum(-1) if log_det.dim() == z.dim() else log_det
         )  # elementwise vs. independent transforms
         return log_det + self.latent_std.log().sum()
+
+
+def rejection_sample(
+    draw: Callable[[int], Tensor],
+    inside: Callable[[Tensor], Tensor],
+    num_samples: int,
+    min_acceptance: float = 1e-3,
+) -> Tensor:
+    """``num_samples`` draws per column of ``draw`` that satisfy ``inside``, the others redrawn.
+
+    Args:
+        draw: ``m -> [m, batch, dim]``, ``m`` draws for each of ``batch`` observations.
+        inside: ``[m, batch, dim] -> [m, batch]``, whether each draw is kept.
+        num_samples: draws wanted per observation.
+        min_acceptance: give up once an observation has kept fewer than this share of its draws
+            (after at least ``num_samples / min_acceptance`` of them).
+
+    Raises:
+        RuntimeError: an observation's acceptance fell below ``min_acceptance``.
+
+    >>> draws = rejection_sample(lambda m: torch.randn(m, 3, 1), lambda t: t[..., 0] > 0, 100)
+    >>> draws.shape, bool((draws > 0).all())
+    (torch.Size([100, 3, 1]), True)
+    """
+    kept: list = []
+    have, drawn = None, 0
+    while have is None or int(have.min()) < num_samples:
+        theta = draw(num_samples)
+        accept = inside(theta)
+        drawn += num_samples
+        have = accept.sum(0) if have is None else have + accept.sum(0)
+        kept.append((theta, accept))
+        rate = float(have.min()) / drawn
+        if rate < min_acceptance and drawn >= num_samples / min_acceptance:
+            raise RuntimeError(
+                f"only {rate:.2%} of the posterior's draws lie inside the prior's support for some "
+                "observation: the posterior has not learnt the support (train longer, or use "
+                "support_mode='transform', which keeps every draw inside)"
+            )
+    columns = []
+    for b in range(kept[0][0].shape[1]):
+        column = torch.cat([theta[accept[:, b], b] for theta, accept in kept])
+        columns.append(column[:num_samples])
+    return torch.stack(columns, 1)
 
 
 def simulate_with(simulator: Union[Likelihood, Callable[[Tensor], Tensor]]) -> Callable[[Tensor], Tensor]:

@@ -263,8 +263,8 @@ def test_the_simulator_guide_quick_start_runs(monkeypatch):
     code = re.findall(r"```python\n(.*?)```", guide, re.S)[0]
     assert "pl.Trainer(max_epochs=80)" in code
     namespace: dict = {}
-    assert 'posterior_sampler="diffusion")' in code
-    code = code.replace('posterior_sampler="diffusion")', 'posterior_sampler="diffusion", diffusion_steps=10)')  # fast
+    assert 'support_mode="reject")' in code
+    code = code.replace('support_mode="reject")', 'support_mode="reject", diffusion_steps=10)')  # fast
     exec(code.replace("pl.Trainer(max_epochs=80)", "pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False)"), namespace)
     samples = namespace["samples"]
     assert samples.shape == (10_000, 2) and bool((samples.abs() < 2).all())

@@ -336,3 +336,6 @@ def test_jc_den_sampler_ema_averages_the_model_denoiser_and_is_checkpointed(tmp_
     assert torch.equal(ivi.JCDen.load_from_checkpoint(path).model_denoiser_average.module.net[0].weight, average)
     with pytest.raises(ValueError, match="set posterior_sampler='diffusion'"):
         ivi.JCDen(latent_dim=1, data_shape=1, learn_model=False, sampler_ema=0.9)
+    with pytest.raises(ValueError, match=re.escape("must lie in (0, 1), got 1.5")):
+        ivi.JCDen(latent_dim=1, data_shape=1, learn_model=False, model_score="denoiser", noise_std=0.01,
+                  max_noise_std=1.0, posterior_sampler="diffusion", sampler_ema=1.5)

@@ -108,11 +108,12 @@ class JCDen(ImplicitVI):
                 "posterior_sampler='diffusion' walks down the model denoiser's noise levels: set "
                 f"max_noise_std (got {max_noise_std}) and diffusion_steps >= 2 (got {diffusion_steps})"
             )
-        if sampler_ema is not None and not (posterior_sampler == "diffusion" and 0 < sampler_ema < 1):
+        if sampler_ema is not None and not 0 < sampler_ema < 1:
+            raise ValueError(f"sampler_ema is a decay per update and must lie in (0, 1), got {sampler_ema}")
+        if sampler_ema is not None and posterior_sampler != "diffusion":
             raise ValueError(
-                "sampler_ema is the decay (in (0, 1)) of the model denoiser's average that the diffusion "
-                "sampler draws with: set posterior_sampler='diffusion', "
-                f"got {posterior_sampler!r} and {sampler_ema}"
+                "sampler_ema averages the model denoiser for the diffusion sampler: "
+                f"set posterior_sampler='diffusion' (got {posterior_sampler!r}) or sampler_ema=None"
             )
         super().__init__(aux_steps=aux_steps, **kwargs)
         self.noise_std, self.data_noise_std = float(noise_std), float(data_noise_std)

@@ -13,7 +13,6 @@ from typing import Any, Mapping
 from torch import nn
 
 from ivi_lightning.algorithms.contracts import check_integers
-from ivi_lightning.distributions.support import SUPPORT_MODES
 from ivi_lightning.nets.factory import build_network
 from ivi_lightning.shapes import as_shape
 from ivi_lightning.training.nonfinite import NONFINITE_ACTIONS
@@ -27,10 +26,6 @@ def check_hyperparameters(hparams: Mapping[str, Any]) -> None:
     if hparams["on_nonfinite"] not in NONFINITE_ACTIONS:
         raise ValueError(
             f"on_nonfinite must be one of {', '.join(NONFINITE_ACTIONS)}, got {hparams['on_nonfinite']!r}"
-        )
-    if hparams["support_mode"] not in SUPPORT_MODES:
-        raise ValueError(
-            f"support_mode must be one of {', '.join(SUPPORT_MODES)}, got {hparams['support_mode']!r}"
         )
     if hparams["grad_clip"] is not None and hparams["grad_clip"] <= 0:
         raise ValueError(f"grad_clip must be positive (or None for no clipping), got {hparams['grad_clip']}")

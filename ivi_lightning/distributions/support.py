@@ -279,8 +279,9 @@ class ParameterSpace(nn.Module):
         lower, upper = support_bounds(support, self.latent_mean.numel())
         self.lower.copy_(lower)
         self.upper.copy_(upper)
-        u = self.bijection.inv(theta.to(self.lower))
-        if not bool(torch.isfinite(u).all() and self.inside(theta.to(self.lower)).all()):
+        theta = theta.to(self.lower)
+        u = self.bijection.inv(theta)
+        if not bool(torch.isfinite(u).all() and self.inside(theta).all()):
             raise ValueError(
                 "some simulated parameters lie on or outside the prior's support: "
                 "the prior's samples must lie inside its support"
@@ -346,11 +347,11 @@ def rejection_sample(
     (torch.Size([100, 3, 1]), True)
     """
     kept: list = []
-    have, drawn = None, 0
+    have, drawn, size = None, 0, num_samples
     while have is None or int(have.min()) < num_samples:
-        theta = draw(num_samples)
+        theta = draw(size)
         accept = inside(theta)
-        drawn += num_samples
+        drawn += size
         have = accept.sum(0) if have is None else have + accept.sum(0)
         kept.append((theta, accept))
         rate = float(have.min()) / drawn
@@ -360,6 +361,9 @@ def rejection_sample(
                 "observation: the posterior has not learnt the support (train longer, or use "
                 "support_mode='transform', which keeps every draw inside)"
             )
+        # Redraw only about what is missing at the acceptance so far (each draw may be costly).
+        missing = num_samples - int(have.min())
+        size = min(num_samples, math.ceil(1.2 * missing / max(rate, min_acceptance)))
     columns = []
     for b in range(kept[0][0].shape[1]):
         column = torch.cat([theta[accept[:, b], b] for theta, accept in kept])

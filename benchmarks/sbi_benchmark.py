@@ -54,6 +54,11 @@ OURS: Dict[str, tuple] = {
     # The setting of the 2026-12-02 morning run: 256×256 denoisers, the support by transform, no average.
     "JCDen(diffusion,256x2)": ("JCDen", dict(model_score="denoiser", noise_std=0.005, max_noise_std=3.0,
                                             noise_components=8, posterior_sampler="diffusion", diffusion_steps=500)),
+    # Joint discriminators with a mixture encoder, seeing both joints' θ blurred by noise annealed
+    # from 1 to 0 over the first half of training (configs/jc_adv/sbi_two_moons.yaml: the reverse KL).
+    **{f"JCAdv({loss},noise)": ("JCAdv", dict(loss=loss, noise_components=8, support_mode="reject",
+                                              instance_noise=1.0, instance_noise_steps=15_000))
+       for loss in ("kl", "forward_kl", "ali")},
     "JCAdv": ("JCAdv", dict(loss="kl")),
     "JCAdv(forward_kl)": ("JCAdv", dict(loss="forward_kl")),
     "JCAdv(ali)": ("JCAdv", dict(loss="ali")),

@@ -9,12 +9,30 @@ import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
-from ivi_lightning.algorithms.joint_discriminator import discriminator_updates, joint_discriminator
+from ivi_lightning.algorithms.joint_discriminator import (
+    add_noise,
+    discriminator_updates,
+    instance_noise_std,
+    joint_discriminator,
+)
 from ivi_lightning.data import Simulations
 from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob, require_log_prob
 from ivi_lightning.estimators import forward_kl_encoder_loss, gan_generator_loss, ratio_accuracy, ratio_loss
 
 LOSSES = ("kl", "forward_kl", "ali", "bigan")
+
+
+def check_instance_noise(std: Any, steps: Any) -> None:
+    """Refuse a negative ``instance_noise``, or one with no positive whole ``instance_noise_steps``."""
+    if isinstance(std, bool) or not isinstance(std, (int, float)) or std < 0:
+        raise ValueError(f"instance_noise is a standard deviation, ≥ 0 (0: none), got {std!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"instance_noise_steps must be a whole number of optimizer steps ≥ 0, got {steps!r}")
+    if std > 0 and steps == 0:
+        raise ValueError(
+            f"instance_noise={std} needs instance_noise_steps > 0, the optimizer steps over which it "
+            "falls to 0: e.g. half of the training's optimizer steps"
+        )
 
 
 class JCAdv(ImplicitVI):
@@ -47,6 +65,13 @@ class JCAdv(ImplicitVI):
         packing: the discriminator sees this many joints at once (PacGAN's packing, see
             :class:`~ivi_lightning.algorithms.joint_discriminator.PackedDiscriminator`; a given
             ``discriminator`` must then take packed joints); ``1``: one joint per logit.
+        instance_noise: standard deviation of Gaussian noise added to the ``z`` of both joints
+            before the discriminator sees them (in the latent's inference coordinates: standardised
+            for a simulator), falling linearly to ``0`` over ``instance_noise_steps`` optimizer
+            steps. Blurred, the encoder's joints overlap the model's even where ``q`` has missed
+            a posterior mode, so ``∇_z T`` points towards it; ``0``: none.
+        instance_noise_steps: optimizer steps (the Trainer's ``global_step``) over which the
+            instance noise falls to ``0``; required when ``instance_noise > 0``.
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
 
@@ -58,10 +83,13 @@ class JCAdv(ImplicitVI):
         loss: str = "kl",
         aux_steps: int = 3,
         packing: int = 1,
+        instance_noise: float = 0.0,
+        instance_noise_steps: int = 0,
         **kwargs: Any,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        check_instance_noise(instance_noise, instance_noise_steps)
         super().__init__(aux_steps=aux_steps, **kwargs)
         # An attribute, not only an hparam: subclasses fix the loss and the CLI records only their own
         # arguments.
@@ -115,7 +143,14 @@ class JCAdv(ImplicitVI):
     ) -> dict:
         """``aux_steps`` logistic-regression updates of ``T``: encoder joints (label 1) vs model joints
         (``model_joint``, e.g. simulated pairs, or fresh samples of the model when ``None``)."""
-        return discriminator_updates(self, x, optimizer, model_joint)
+        return discriminator_updates(self, x, optimizer, model_joint, self.instance_noise())
+
+    def instance_noise(self) -> float:
+        """The instance noise's standard deviation now (``0`` outside training)."""
+        if not self.training:
+            return 0.0
+        h = self.hparams
+        return instance_noise_std(h.instance_noise, h.instance_noise_steps, self.global_step)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """On held-out simulated pairs: how well ``T`` still tells the encoder's joints from the pairs.
@@ -151,7 +186,7 @@ class JCAdv(ImplicitVI):
             metrics = self.discriminator_step(x, opt_disc, model_joint)
 
             z = self.encoder(x)
-            t_q = self.discriminator(x, z)
+            t_q = self.discriminator(x, add_noise(z, self.instance_noise()))
             learn = self.hparams.learn_model
             if self.loss_kind == "kl":
                 loss_encoder = t_q.mean()  # E_q[T] ≈ KL[q(x,z) ‖ p(x,z)] = −E[ELBO] − H[q_D]

@@ -107,8 +107,35 @@ def joint_discriminator(algorithm: Any, discriminator: Optional[nn.Module], pack
     return discriminator if packing == 1 else PackedDiscriminator(discriminator, packing)
 
 
+def instance_noise_std(initial: float, anneal_steps: int, step: int) -> float:
+    """Standard deviation of the instance noise at optimizer step ``step``: ``initial``, falling
+    linearly to ``0`` at ``anneal_steps`` (and ``0`` after).
+
+    Args:
+        initial: the standard deviation at step 0, in the latent's inference coordinates.
+        anneal_steps: the step at which the noise is gone.
+        step: the optimizer step (the Trainer's ``global_step``).
+
+    >>> [instance_noise_std(0.5, 100, step) for step in (0, 50, 100, 200)]
+    [0.5, 0.25, 0.0, 0.0]
+    """
+    if initial <= 0 or step >= anneal_steps:
+        return 0.0
+    return initial * (1.0 - step / anneal_steps)
+
+
+def add_noise(z: Tensor, std: float) -> Tensor:
+    """``z + std · ε``, ``ε ~ N(0, I)`` (``z`` itself when ``std`` is 0): both joints blurred alike
+    before the discriminator sees them, so their densities overlap where they would not."""
+    return z + std * torch.randn_like(z) if std > 0 else z
+
+
 def discriminator_updates(
-    algorithm: Any, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None
+    algorithm: Any,
+    x: Tensor,
+    optimizer: Any,
+    model_joint: Optional[Tuple[Tensor, Tensor]] = None,
+    latent_noise: float = 0.0,
 ) -> Dict[str, Tensor]:
     """``aux_steps`` logistic-regression updates of ``algorithm.discriminator``: encoder joints
     (label 1) vs model joints (``model_joint``, e.g. simulated pairs, or fresh samples of the model
@@ -120,6 +147,7 @@ def discriminator_updates(
         x: the update batch.
         optimizer: the discriminator's optimizer.
         model_joint: model joints ``(x, z)``; ``None``: sample the model.
+        latent_noise: standard deviation of the instance noise added to both joints' ``z``.
 
     Returns:
         The last update's ``loss_discriminator`` and ``discriminator_accuracy``.
@@ -128,6 +156,7 @@ def discriminator_updates(
         with torch.no_grad():
             z_q = algorithm.encoder(x)
             x_p, z_p = model_joint if model_joint is not None else algorithm.sample_model(x.shape[0])
+            z_q, z_p = add_noise(z_q, latent_noise), add_noise(z_p, latent_noise)
         t_q, t_p = algorithm.discriminator(x, z_q), algorithm.discriminator(x_p, z_p)
         loss = ratio_loss(t_q, t_p) + algorithm.discriminator_penalty(x, z_q)
         algorithm.optimize(optimizer, loss)

@@ -278,8 +278,9 @@ class JCDen(ImplicitVI):
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        """On held-out simulated pairs: the denoisers' errors (``val/model_denoising_loss`` grows
-        once the model denoiser memorises the training pairs: a signal for early stopping)."""
+        """On held-out simulated pairs: the denoisers' errors, averaged over the noise levels (a
+        model denoiser that memorises the training pairs at the finest levels barely moves them:
+        judge when to stop by samples)."""
         super().validation_step(batch, batch_idx)
         if isinstance(batch, Simulations):
             x = self.batch_data(batch)

@@ -6,9 +6,10 @@ observation, scored against sbibm's reference posterior samples with sbibm's own
 (so the numbers compare with sbibm's published table). Prints a markdown table (C2ST mean ±
 standard error over observations, per observation, share of samples outside the prior's
 support, on two_moons the smallest share of samples in either crescent over the observations,
-simulations used, training seconds), a learning curve of our first method on
-two_moons (C2ST of observation 1 against training seconds, for the time to reach NPE's C2ST),
-and writes a PNG grid of two_moons samples.
+simulations used, training seconds), a learning curve of ``--curve_method`` on ``--curve_task``
+(C2ST of observation 1 against training seconds, for the time to reach NPE's C2ST; two_moons by
+default), with ``--validate_every`` the held-out ``val/*`` metrics during training, and writes a
+PNG grid of two_moons samples.
 
 Methods: ``NPE`` (sbi's ``NPE`` with its defaults, a masked autoregressive flow), ``NPE-NSF``
 (sbibm's setting, a neural spline flow) and ours, each with the settings in ``OURS`` (the same as
@@ -104,7 +105,7 @@ class LearningCurve(pl.Callback):
 
 
 def train_ours(method: str, prior, simulator, budget: int, seed: int, seconds: float, steps: int,
-               curve: LearningCurve = None) -> Callable:
+               curve: LearningCurve = None, validate_every: int = 0) -> Callable:
     algorithm, options = OURS[method]
     pl.seed_everything(seed, verbose=False)
     data = SimulatorDataModule(prior, simulator, num_simulations=budget, batch_size=256, seed=seed)
@@ -114,8 +115,12 @@ def train_ours(method: str, prior, simulator, budget: int, seed: int, seconds: f
     else:
         limit = dict(max_steps=-1, max_epochs=-1) if curve else dict(max_time={"seconds": seconds}, max_epochs=-1)
         callbacks = [curve, _StopAfter(curve, seconds)] if curve else []
+    validation = ValidationLog()
+    if validate_every:
+        limit.update(check_val_every_n_epoch=validate_every, num_sanity_val_steps=0)
+        callbacks = [*callbacks, validation]
     trainer = pl.Trainer(**limit, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, callbacks=callbacks)
+                         enable_model_summary=False, limit_val_batches=1.0 if validate_every else 0, callbacks=callbacks)
     trainer.fit(model, data)
     model.eval()
 
@@ -123,8 +128,20 @@ def train_ours(method: str, prior, simulator, budget: int, seed: int, seconds: f
         with torch.no_grad():
             return model.sample_posterior(x_o, n)
 
-    sample.simulations = data.simulation_count
+    sample.simulations, sample.validation = data.simulation_count, validation.points
     return sample
+
+
+class ValidationLog(pl.Callback):
+    """The held-out ``val/*`` metrics at every validation, with the optimizer step."""
+
+    def __init__(self) -> None:
+        self.points: List[dict] = []
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            self.points.append({"step": trainer.global_step, **metrics})
 
 
 class _StopAfter(pl.Callback):
@@ -172,11 +189,12 @@ def run(args) -> List[dict]:
                     sample = train_npe(prior, theta, x, NPE_ESTIMATORS[method])
                     used = budget
                 else:
-                    if task_name == "two_moons" and method == args.curve_method:
+                    if task_name == args.curve_task and method == args.curve_method:
                         x_1, reference_1 = task.get_observation(1)[0], task.get_reference_posterior_samples(1)[: args.num_samples]
                         score = lambda model: float(c2st(reference_1, model.sample_posterior(x_1, args.num_samples)))
                         curve = LearningCurve(score, args.seconds / 6, args.steps // 6)
-                    sample = train_ours(method, prior, simulator, budget, args.seed, args.seconds, args.steps, curve)
+                    sample = train_ours(method, prior, simulator, budget, args.seed, args.seconds, args.steps, curve,
+                                        args.validate_every)
                     used = sample.simulations
                 seconds = curve.trained if curve else time.time() - start
                 scores, outside, crescent, draws = [], [], [], None
@@ -195,7 +213,8 @@ def run(args) -> List[dict]:
                 row = dict(task=task_name, method=method, budget=budget, c2st=scores, mean=mean, se=se,
                            outside=max(outside), smaller_crescent=min(crescent, default=None),
                            simulations=used, seconds=seconds,
-                           curve=[(round(t), round(c, 3)) for t, c in curve.points] if curve else None)
+                           curve=[(round(t), round(c, 3)) for t, c in curve.points] if curve else None,
+                           validation=getattr(sample, "validation", None) or None)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 if task_name == "two_moons":
@@ -215,7 +234,11 @@ def table(rows: List[dict]) -> str:
     for r in rows:
         if r["curve"]:
             points = ", ".join(f"{t} s: {c:.3f}" for t, c in r["curve"])
-            lines.append(f"\nLearning curve, {r['method']} on two_moons ({r['budget']:,}), C2ST of observation 1: {points}")
+            lines.append(f"\nLearning curve, {r['method']} on {r['task']} ({r['budget']:,}), C2ST of observation 1: {points}")
+    for r in rows:
+        if r.get("validation"):
+            points = "; ".join(", ".join(f"{k}: {v}" for k, v in p.items()) for p in r["validation"])
+            lines.append(f"\nValidation, {r['method']} on {r['task']} ({r['budget']:,}): {points}")
     return "\n".join(lines)
 
 
@@ -250,7 +273,10 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["NPE", "NPE-NSF", *OURS])
     parser.add_argument("--npe_seed", type=int, default=None,
                         help="seed of NPE's training (default: the random state left by the simulations)")
-    parser.add_argument("--curve_method", default="JCDen(diffusion)", help="ours whose two_moons learning curve is recorded")
+    parser.add_argument("--curve_method", default="JCDen(diffusion)", help="ours whose learning curve is recorded")
+    parser.add_argument("--curve_task", default="two_moons", help="the task whose learning curve is recorded")
+    parser.add_argument("--validate_every", type=int, default=0,
+                        help="record ours' held-out val/* metrics every this many epochs (0: no validation)")
     parser.add_argument("--num_samples", type=int, default=10_000, help="posterior samples scored per observation")
     parser.add_argument("--steps", type=int, default=30_000, help="optimizer steps of each of our runs (0: use --seconds)")
     parser.add_argument("--seconds", type=float, default=180.0, help="training wall time of each of our runs with --steps 0")

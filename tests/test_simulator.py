@@ -215,6 +215,22 @@ def test_instance_noise_is_annealed_to_zero_and_bad_values_are_refused():
             ivi.JCAdv(latent_dim=1, data_shape=1, learn_model=False, **options)
 
 
+def test_instance_noise_blurs_both_joints_alike_and_trains_a_learned_ali_model():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ivi_lightning.algorithms.joint_discriminator import add_noise
+
+    torch.manual_seed(0)
+    z = torch.randn(20_000, 2)
+    assert add_noise(z, 0.0) is z
+    assert (add_noise(z, 0.5) - z).std().item() == pytest.approx(0.5, abs=0.01)
+    # ALI with a learned model: the generator's joints are blurred as well, and the noise is gone at the end.
+    model = ivi.JCAdv(latent_dim=1, data_shape=2, loss="ali", likelihood_family="gaussian", hidden=(8,),
+                      instance_noise=0.5, instance_noise_steps=10)
+    trainer(12).fit(model, DataLoader(TensorDataset(torch.randn(64, 2)), batch_size=16))
+    assert model.global_step == 12 and model.instance_noise() == 0.0
+
+
 def gaussian_mixture_denoiser(means: torch.Tensor, std: float):
     """The exact denoised mean ``E[z | z + σ ε]`` for ``z ~ ½ Σ_k N(means[k], std²)`` (1-D)."""
 

@@ -199,11 +199,12 @@ class JCAdv(ImplicitVI):
                 loss_encoder, loss_model = forward_kl_encoder_loss(t_q), torch.zeros((), device=x.device)
             else:
                 loss_encoder = gan_generator_loss(-t_q)  # encoder fools T into calling its joints the model's
-                loss_model = (
-                    gan_generator_loss(self.discriminator(*self.sample_model(x.shape[0])))
-                    if learn
-                    else torch.zeros((), device=x.device)
-                )
+                loss_model = torch.zeros((), device=x.device)
+                if learn:
+                    x_model, z_model = self.sample_model(x.shape[0])
+                    loss_model = gan_generator_loss(
+                        self.discriminator(x_model, add_noise(z_model, self.instance_noise()))
+                    )
             self.optimize(opt_vi, loss_encoder + loss_model)
         self.log_metrics(
             "train", {**metrics, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True

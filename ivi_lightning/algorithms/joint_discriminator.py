@@ -126,7 +126,7 @@ def instance_noise_std(initial: float, anneal_steps: int, step: int) -> float:
 
 def add_noise(z: Tensor, std: float) -> Tensor:
     """``z + std · ε``, ``ε ~ N(0, I)`` (``z`` itself when ``std`` is 0): both joints blurred alike
-    before the discriminator sees them, so their densities overlap where they would not."""
+    before the discriminator sees them, so their densities overlap where they otherwise would not."""
     return z + std * torch.randn_like(z) if std > 0 else z
 
 

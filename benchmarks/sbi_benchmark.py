@@ -53,6 +53,11 @@ OURS: Dict[str, tuple] = {
     "JCDen(diffusion)": ("JCDen", dict(model_score="denoiser", noise_std=0.005, max_noise_std=3.0, noise_components=8,
                                        posterior_sampler="diffusion", diffusion_steps=500, sampler_ema=0.999,
                                        denoiser_hidden=(512, 512, 512), support_mode="reject")),
+    # JCDen(diffusion) with the joint discriminator's gradient mixed into the encoder's (half and half).
+    "JCHybrid(diffusion)": ("JCHybrid", dict(model_score="denoiser", noise_std=0.005, max_noise_std=3.0,
+                                             noise_components=8, posterior_sampler="diffusion", diffusion_steps=500,
+                                             sampler_ema=0.999, denoiser_hidden=(512, 512, 512), support_mode="reject",
+                                             mix=0.5)),
     # The setting of the 2026-12-02 morning run: 256×256 denoisers, the support by transform, no average.
     "JCDen(diffusion,256x2)": ("JCDen", dict(model_score="denoiser", noise_std=0.005, max_noise_std=3.0,
                                             noise_components=8, posterior_sampler="diffusion", diffusion_steps=500)),

@@ -47,17 +47,17 @@ from datamodules import SimulatorDataModule
 warnings.filterwarnings("ignore")
 logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
 
-# Our methods: algorithm and settings (JCDen's as in configs/jc_den/sbi_two_moons.yaml).
+# JCDen's setting of configs/jc_den/sbi_two_moons.yaml, shared by the hybrid below.
+JCDEN_DIFFUSION = dict(model_score="denoiser", noise_std=0.005, max_noise_std=3.0, noise_components=8,
+                       posterior_sampler="diffusion", diffusion_steps=500, sampler_ema=0.999,
+                       denoiser_hidden=(512, 512, 512), support_mode="reject")
+
+# Our methods: algorithm and settings.
 OURS: Dict[str, tuple] = {
     "JCDen": ("JCDen", dict(model_score="denoiser", noise_std=0.02, max_noise_std=1.0, noise_components=8)),
-    "JCDen(diffusion)": ("JCDen", dict(model_score="denoiser", noise_std=0.005, max_noise_std=3.0, noise_components=8,
-                                       posterior_sampler="diffusion", diffusion_steps=500, sampler_ema=0.999,
-                                       denoiser_hidden=(512, 512, 512), support_mode="reject")),
+    "JCDen(diffusion)": ("JCDen", JCDEN_DIFFUSION),
     # JCDen(diffusion) with the joint discriminator's gradient mixed into the encoder's (half and half).
-    "JCHybrid(diffusion)": ("JCHybrid", dict(model_score="denoiser", noise_std=0.005, max_noise_std=3.0,
-                                             noise_components=8, posterior_sampler="diffusion", diffusion_steps=500,
-                                             sampler_ema=0.999, denoiser_hidden=(512, 512, 512), support_mode="reject",
-                                             mix=0.5)),
+    "JCHybrid(diffusion)": ("JCHybrid", {**JCDEN_DIFFUSION, "mix": 0.5}),
     # The setting of the 2026-12-02 morning run: 256×256 denoisers, the support by transform, no average.
     "JCDen(diffusion,256x2)": ("JCDen", dict(model_score="denoiser", noise_std=0.005, max_noise_std=3.0,
                                             noise_components=8, posterior_sampler="diffusion", diffusion_steps=500)),

@@ -10,7 +10,9 @@ KL of the histogram over modes to the uniform. Variants (``--variants``):
 * ``rmd K=k``: ``JCAdvRMD(unroll_steps=k)``, as in ``configs/jc_adv_rmd/{ring,grid}.yaml`` at ``k=1``;
 * then any of: ``m=4``: the joint discriminator sees 4 joints at once (PacGAN's packing,
   ``packing=4``); ``aux=k``: ``k`` discriminator steps per model step; ``alr=…``/``lr=…``: the
-  discriminator's / model's learning rate; ``nd=k``: the generator's noise inputs; ``ema``: the
+  discriminator's / model's learning rate; ``nd=k``: the generator's noise inputs; ``nc=k``: its
+  noise is a mixture of ``k`` components (``ImplicitLikelihood(noise_components=k)``); ``act=…``:
+  the generator's activation (``relu``; default ``silu``); ``ema``: the
   weights scored are an exponential moving average (decay ``EMA_DECAY`` per model update) of the
   trained ones, Lightning's ``EMAWeightAveraging``; ``decay``: every learning rate decays linearly
   to 0 over the run.
@@ -36,6 +38,7 @@ import torch
 
 import ivi_lightning as ivi
 from datamodules import Toy2DDataModule
+from ivi_lightning.callbacks import LinearLRDecay
 from ivi_lightning.evaluation.modes import PROTOCOL_SAMPLES, mixture_modes, mode_coverage
 
 warnings.filterwarnings("ignore")
@@ -47,32 +50,19 @@ EMA_DECAY = 0.999
 def build(variant: str) -> ivi.ImplicitVI:
     """The model of ``variant``: ``"ali"`` or ``"rmd K=<k>"``, then optional words ``m=<packing>``,
     ``aux=<discriminator steps per model step>``, ``alr=<discriminator lr>``, ``lr=<model lr>``,
-    ``nd=<generator noise inputs>`` (and ``ema``, ``decay``: see :func:`run`)."""
+    ``nd=<generator noise inputs>``, ``nc=<generator noise components>``, ``act=<generator activation>``
+    (and ``ema``, ``decay``: see :func:`run`)."""
     words = variant.split()
     options = dict(word.split("=") for word in words[1:] if "=" in word)
     common = {**COMMON, "aux_steps": int(options.get("aux", 1)), "aux_lr": float(options.get("alr", 1e-3)),
               "lr": float(options.get("lr", 1e-3)), "packing": int(options.get("m", 1))}
     noise = int(options.get("nd", 4))
     if words[0] == "ali":
-        return ivi.JCAdv(**common, loss="ali", likelihood=ivi.ImplicitLikelihood(2, 2, noise, (256, 256)))
+        generator = ivi.ImplicitLikelihood(2, 2, noise, (256, 256), int(options.get("nc", 1)), options.get("act", "silu"))
+        return ivi.JCAdv(**common, loss="ali", likelihood=generator)
     if words[0] == "rmd":
         return ivi.JCAdvRMD(**common, unroll_steps=int(options.get("K", 1)), model_noise_dim=noise)
     raise ValueError(f"unknown variant {variant!r}")
-
-
-class LinearDecay(pl.Callback):
-    """Every optimizer's learning rate decays linearly to ``end`` times its initial value over ``max_steps``."""
-
-    def __init__(self, end: float = 0.0) -> None:
-        self.end, self.initial = end, []  # type: ignore[var-annotated]
-
-    def on_train_batch_start(self, trainer: pl.Trainer, *args) -> None:
-        groups = [group for optimizer in trainer.optimizers for group in optimizer.param_groups]
-        if not self.initial:
-            self.initial = [group["lr"] for group in groups]
-        fraction = trainer.global_step / trainer.max_steps
-        for group, lr in zip(groups, self.initial):
-            group["lr"] = lr * (1 - (1 - self.end) * fraction)
 
 
 class Score(pl.Callback):
@@ -102,7 +92,7 @@ def run(dataset: str, variant: str, seed: int, steps: int, every: int) -> Dict:
     if "ema" in variant.split():  # Lightning's EMA of the weights, swapped in when training ends
         callbacks.append(pl.callbacks.EMAWeightAveraging(decay=EMA_DECAY))
     if "decay" in variant.split():
-        callbacks.append(LinearDecay())
+        callbacks.append(LinearLRDecay())
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          callbacks=callbacks)

@@ -15,6 +15,12 @@ then one encoder update) run
 * with ``--updates-per-batch K``: ``lean`` loading K update batches at once and running the K
   update schedules on them (``updates_per_batch=K``): the same training, Lightning's per-batch
   cost paid once per K schedules;
+* with ``--step-costs``: the fixed costs of one optimizer step, in µs, each the fastest of many
+  blocks (so a busy machine barely moves them): Lightning's manual update path
+  (``manual_backward`` and ``LightningOptimizer.step``, with their hooks) over ``loss.backward()``
+  and ``optimizer.step()`` on a 10-parameter network inside ``Trainer.fit``; the CUDA
+  availability check every torch optimizer step makes, as Lightning's import leaves it and as a
+  process that never imported Lightning has it; ivi's non-finite check on a toy network's gradients;
 * with ``--cuda-probe-ab``: ``lean`` again with ``PYTORCH_NVML_BASED_CUDA_CHECK`` as the plain
   loop has it, to separate what importing Lightning costs every optimizer step on a GPU-less
   machine with a CUDA build of torch (Lightning sets the variable; ivi leaves it alone) from the
@@ -34,6 +40,8 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --cuda-probe-ab
     # + lean, 8 updates per loaded batch:
     OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --updates-per-batch 8
+    # the fixed costs of one optimizer step only:
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py --step-costs --profiles
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ import argparse
 import contextlib
 import io
 import logging
+import math
 import os
 import platform
 import statistics
@@ -65,6 +74,7 @@ from torch import Tensor
 from datamodules import MNISTDataModule, Toy2DDataModule
 from ivi_lightning import JCAdv, JCDen, PCAdv, PCDen, VAE
 from ivi_lightning.distributions import has_log_prob
+from ivi_lightning.training.nonfinite import all_finite
 from ivi_lightning.estimators import (
     denoiser_score,
     denoising_loss,
@@ -409,9 +419,72 @@ def time_lightning(
         return _rates(timer.iters * k, timer.t0, timer.t1)
 
 
+# --- fixed costs of one optimizer step -----------------------------------------------------------
+def fastest_us(fn: Callable[[], object], number: int = 200, blocks: int = 30) -> float:
+    """µs per call of ``fn``: the fastest of ``blocks`` blocks of ``number`` calls."""
+    best = math.inf
+    for _ in range(blocks):
+        t = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - t) / number)
+    return 1e6 * best
+
+
+class _UpdatePath(pl.LightningModule):
+    """Times, inside ``Trainer.fit``, one update of a 10-parameter network through Lightning's manual
+    optimization API and through plain torch calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.weight = torch.nn.Parameter(torch.zeros(10))
+        self.us: Dict[str, float] = {}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD([self.weight], lr=0.0)
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> None:
+        wrapped = self.optimizers()
+        raw = wrapped.optimizer
+
+        def lightning() -> None:
+            wrapped.zero_grad(set_to_none=True)
+            self.manual_backward(self.weight.sum())
+            wrapped.step()
+
+        def plain() -> None:
+            raw.zero_grad(set_to_none=True)
+            self.weight.sum().backward()
+            raw.step()
+
+        self.us = {"lightning": fastest_us(lightning), "plain": fastest_us(plain)}
+
+
+def step_costs() -> Dict[str, float]:
+    """µs per optimizer step: Lightning's update path over plain torch, the CUDA availability check
+    (as Lightning's import leaves it and as it was before), and ivi's non-finite check."""
+    module = _UpdatePath()
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=1, accelerator="cpu", logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        trainer.fit(module, torch.utils.data.DataLoader(torch.zeros(2, 1)))
+    probe = {"lightning_env": fastest_us(torch.cuda.is_available)}
+    with _plain_process_environment():
+        probe["plain_env"] = fastest_us(torch.cuda.is_available)
+    toy = JCAdv(latent_dim=2, data_shape=2, hidden=(64, 64))
+    gradients = [torch.randn_like(p) for p in toy.discriminator.parameters()]
+    return {
+        "lightning_update_path": module.us["lightning"] - module.us["plain"],
+        "cuda_check_lightning_env": probe["lightning_env"],
+        "cuda_check_plain_env": probe["plain_env"],
+        "nonfinite_check": fastest_us(lambda: all_finite(gradients)),
+    }
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", nargs="+", default=["toy", "mnist"], choices=["toy", "mnist"])
+    parser.add_argument("--profiles", nargs="*", default=["toy", "mnist"], choices=["toy", "mnist"])
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS))
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per variant")
     parser.add_argument("--seconds", type=float, default=1.0, help="rough timed seconds per measurement")
@@ -437,6 +510,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         metavar="K",
         help="also time lean with K update batches per loaded batch (K > 1)",
     )
+    parser.add_argument(
+        "--step-costs", action="store_true", help="also print the fixed costs of one optimizer step (µs)"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -449,6 +525,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         f"lightning {pl.__version__}, threads {torch.get_num_threads()}, log_every_n_steps {LOG_EVERY}, "
         f"rates per {'wall' if args.wall else 'CPU'} second"
     )
+    if args.step_costs:
+        costs = step_costs()
+        print("| fixed cost of one optimizer step | µs |\n|---|---|")
+        for name, us in costs.items():
+            print(f"| {name} | {us:.1f} |")
+    if not args.profiles:
+        return
     ab, per_batch = args.cuda_probe_ab, args.updates_per_batch
     extra = ([" lean, plain loop's environment / plain |"] if ab else []) + (
         [f" lean, {per_batch} updates per batch / plain |"] if per_batch > 1 else []

@@ -80,6 +80,14 @@ class IVICLI(LightningCLI):
             for key, value in missing.items():
                 node[f"model.init_args.{key}"] = value
 
+    def before_fit(self) -> None:
+        """Refuse, before the loggers write anything, a Trainer one of whose callbacks cannot run
+        (those with a ``check_trainer(trainer)`` method, e.g. ``LinearLRDecay`` without ``max_steps``)."""
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            check = getattr(callback, "check_trainer", None)
+            if callable(check):
+                check(self.trainer)
+
     @staticmethod
     def resolve_last(node: Any) -> str:
         """The checkpoint ``--ckpt_path last`` means: the newest ``last.ckpt`` of the previous runs

@@ -1,5 +1,5 @@
 """Callbacks: exact-posterior scoring and plots for the toys; image grids for MNIST and CelebA;
-AIS log-likelihood; compiling the networks."""
+AIS log-likelihood; compiling the networks; a learning-rate schedule."""
 
 from ivi_lightning.callbacks.ais import AISCallback
 from ivi_lightning.callbacks.compile import CompileNetworks
@@ -10,6 +10,7 @@ from ivi_lightning.callbacks.images import (
     ReconstructionGrid,
     SampleGrid,
 )
+from ivi_lightning.callbacks.schedules import LinearLRDecay
 from ivi_lightning.callbacks.toy import ExactPosteriorCallback
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ImageCallback",
     "LatentInterpolation",
     "LatentScatter",
+    "LinearLRDecay",
     "ReconstructionGrid",
     "SampleGrid",
 ]

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ivi_lightning.distributions.base import DataShape, Likelihood, Prior, as_shape
-from ivi_lightning.nets.mlp import MLP
+from ivi_lightning.nets.mlp import MLP, check_noise_components, component_one_hot
 
 
 def _noise(num_samples: int, noise_dim: int, like: Tensor) -> Tensor:
@@ -55,14 +55,27 @@ class ImplicitLikelihood(Likelihood):
         data_shape: shape of one example.
         noise_dim: size of ``ε``.
         hidden: hidden layer sizes of ``G``.
+        noise_components: ``ε`` is a uniform mixture of this many components: each sample also
+            picks a component, whose one-hot index joins ``G``'s input. A continuous ``G`` of
+            connected noise must put some samples on a bridge between separate modes of the data;
+            separate components can land on separate modes. ``1``: Gaussian noise only.
+        act: activation of ``G`` (a name in :data:`ivi_lightning.nets.mlp.ACTIVATIONS`).
 
     >>> lik = ImplicitLikelihood(2, (3,), noise_dim=4, hidden=(8,))
     >>> lik.sample(torch.zeros(5, 2)).shape
     torch.Size([5, 3])
+    >>> ImplicitLikelihood(2, 2, noise_components=8, act="relu").sample(torch.zeros(5, 2)).shape
+    torch.Size([5, 2])
     """
 
     def __init__(
-        self, latent_dim: int, data_shape: DataShape, noise_dim: int = 8, hidden: Sequence[int] = (64, 64)
+        self,
+        latent_dim: int,
+        data_shape: DataShape,
+        noise_dim: int = 8,
+        hidden: Sequence[int] = (64, 64),
+        noise_components: int = 1,
+        act: str = "silu",
     ) -> None:
         super().__init__()
         if int(latent_dim) <= 0 or int(noise_dim) <= 0:
@@ -72,7 +85,12 @@ class ImplicitLikelihood(Likelihood):
             int(noise_dim),
             as_shape(data_shape),
         )
-        self.net = MLP(self.latent_dim + self.noise_dim, math.prod(self.data_shape), hidden)
+        self.noise_components = check_noise_components(noise_components)
+        components = self.noise_components if self.noise_components > 1 else 0
+        self.net = MLP(self.latent_dim + self.noise_dim + components, math.prod(self.data_shape), hidden, act)
 
     def sample(self, z: Tensor) -> Tensor:
-        return self.net(torch.cat([z, _noise(z.shape[0], self.noise_dim, z)], 1)).view(-1, *self.data_shape)
+        inputs = [z, _noise(z.shape[0], self.noise_dim, z)]
+        if self.noise_components > 1:
+            inputs.append(component_one_hot(self.noise_components, z))
+        return self.net(torch.cat(inputs, 1)).view(-1, *self.data_shape)

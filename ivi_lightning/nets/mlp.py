@@ -56,6 +56,24 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
+def check_noise_components(noise_components: int) -> int:
+    """``noise_components`` as an int, refused unless a positive whole number."""
+    if int(noise_components) != noise_components or noise_components < 1:
+        raise ValueError(f"noise_components must be a positive integer, got {noise_components!r}")
+    return int(noise_components)
+
+
+def component_one_hot(components: int, like: Tensor) -> Tensor:
+    """One-hot indices ``[len(like), components]`` of a uniformly drawn mixture component per row of
+    ``like`` (in its device and dtype): the discrete part of a mixture's noise.
+
+    >>> component_one_hot(4, torch.zeros(3, 2)).sum(1)
+    tensor([1., 1., 1.])
+    """
+    index = torch.randint(components, (like.shape[0],), device=like.device)
+    return nn.functional.one_hot(index, components).to(like.dtype)
+
+
 def _flat_dim(data_shape: DataShape) -> int:
     return math.prod(as_shape(data_shape))
 
@@ -97,8 +115,7 @@ class ImplicitEncoder(nn.Module):
         noise_components: int = 1,
     ) -> None:
         super().__init__()
-        if int(noise_components) != noise_components or noise_components < 1:
-            raise ValueError(f"noise_components must be a positive integer, got {noise_components!r}")
+        self.noise_components = check_noise_components(noise_components)
         if noise_injection not in ("input", "hidden", "both"):
             raise ValueError(f"noise_injection must be 'input', 'hidden' or 'both', got {noise_injection!r}")
         if noise_dim <= 0:
@@ -106,7 +123,6 @@ class ImplicitEncoder(nn.Module):
         self.data_dim, self.latent_dim, self.noise_dim = _flat_dim(data_shape), latent_dim, noise_dim
         self.input_noise = noise_injection in ("input", "both")
         hidden_noise = noise_injection in ("hidden", "both")
-        self.noise_components = int(noise_components)
         components = self.noise_components if self.noise_components > 1 else 0
         sizes = [self.data_dim + (noise_dim if self.input_noise else 0) + components, *hidden]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
@@ -121,8 +137,7 @@ class ImplicitEncoder(nn.Module):
         if self.input_noise:
             h = torch.cat([h, torch.randn(h.shape[0], self.noise_dim, device=h.device, dtype=h.dtype)], 1)
         if self.noise_components > 1:
-            index = torch.randint(self.noise_components, (h.shape[0],), device=h.device)
-            h = torch.cat([h, nn.functional.one_hot(index, self.noise_components).to(h.dtype)], 1)
+            h = torch.cat([h, component_one_hot(self.noise_components, h)], 1)
         for i, layer in enumerate(self.layers):
             h = layer(h)
             if self.noise_maps is not None:

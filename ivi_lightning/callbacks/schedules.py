@@ -1,0 +1,52 @@
+"""Learning-rate schedules for the algorithms' manual optimization, as callbacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+
+
+class LinearLRDecay(pl.Callback):
+    """Every optimizer's learning rate falls linearly from its initial value, to ``end`` times it
+    at ``Trainer(max_steps=...)``.
+
+    The algorithms step their optimizers themselves (manual optimization), so Lightning's scheduler
+    hooks do not run; this sets each parameter group's ``lr`` before every batch from the Trainer's
+    ``global_step``. The initial value is kept in the group as ``initial_lr`` (as torch's schedulers
+    do), so it is saved with the optimizer and a resumed run continues the same schedule.
+
+    Args:
+        end: the learning rate at ``max_steps``, as a fraction of the initial one (``0``: none left).
+
+    >>> LinearLRDecay(end=0.1).end
+    0.1
+    """
+
+    def __init__(self, end: float = 0.0) -> None:
+        if not 0.0 <= end <= 1.0:
+            raise ValueError(
+                f"LinearLRDecay(end={end}): end is a fraction of the initial learning rate, in [0, 1]"
+            )
+        self.end = float(end)
+
+    def check_trainer(self, trainer: pl.Trainer) -> None:
+        """Refuse a Trainer without ``max_steps`` (the ``ivi`` CLI asks before it writes anything)."""
+        if trainer.max_steps is None or trainer.max_steps <= 0:
+            raise ValueError(
+                "LinearLRDecay decays the learning rate to its end at Trainer(max_steps=...), but "
+                "max_steps is not set: pass max_steps (in the CLI, --trainer.max_steps N)"
+            )
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self.check_trainer(trainer)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        fraction = min(trainer.global_step / trainer.max_steps, 1.0)
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * (1.0 - (1.0 - self.end) * fraction)

@@ -1,0 +1,115 @@
+"""The mixture-noise generator (``ImplicitLikelihood(noise_components=k)``) and ``LinearLRDecay``."""
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+import ivi_lightning as ivi
+from datamodules import Toy2DDataModule
+from ivi_lightning.callbacks import LinearLRDecay
+
+
+def test_each_component_is_its_own_map_of_the_gaussian_noise():
+    torch.manual_seed(0)
+    generator = ivi.ImplicitLikelihood(2, 2, noise_dim=3, hidden=(16,), noise_components=4, act="relu")
+    assert generator.net[0].in_features == 2 + 3 + 4  # z, ε and the component's one-hot index
+    assert isinstance(generator.net[1], torch.nn.ReLU)
+    z = torch.zeros(4000, 2)
+    # With G's weights on z and ε zeroed, a sample is fixed by its component alone: 4 distinct
+    # points, each drawn about equally often.
+    with torch.no_grad():
+        generator.net[0].weight[:, :5] = 0
+    points, counts = generator.sample(z).unique(dim=0, return_counts=True)
+    assert len(points) == 4 and counts.min() > 900
+    plain = ivi.ImplicitLikelihood(2, 2, noise_dim=3, hidden=(16,))
+    assert plain.net[0].in_features == 5 and isinstance(plain.net[1], torch.nn.SiLU)
+
+
+@pytest.mark.parametrize("components", [0, -2, 2.5])
+def test_bad_noise_components_are_refused(components):
+    with pytest.raises(ValueError, match="noise_components must be a positive integer"):
+        ivi.ImplicitLikelihood(2, 2, noise_components=components)
+
+
+def _trainer(tmp_path, steps, callbacks, **kwargs):
+    return pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+class _RecordLR(pl.Callback):
+    """The optimizer step at each batch's start and the learning rates the batch trains with."""
+
+    def __init__(self):
+        self.lrs = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        start = trainer.global_step - (pl_module.hparams.aux_steps + 1)  # steps taken in this batch
+        self.lrs[start] = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
+
+
+def _ali():
+    likelihood = ivi.ImplicitLikelihood(2, 2, 2, (8,), noise_components=3)
+    return ivi.JCAdv(
+        latent_dim=2, data_shape=2, hidden=(8,), loss="ali", likelihood=likelihood, lr=1e-3, aux_lr=2e-3
+    )
+
+
+def test_linear_decay_reaches_its_end_and_resumes_on_schedule(tmp_path):
+    data = lambda: Toy2DDataModule("ring", num_samples=512, batch_size=64, seed=0)
+    pl.seed_everything(0)
+    whole = _RecordLR()
+    _trainer(tmp_path / "whole", 40, [LinearLRDecay(end=0.1), whole], enable_checkpointing=False).fit(
+        _ali(), data()
+    )
+    # Set before each batch from the optimizer step: 1 at step 0, falling to 0.1 at step 40.
+    assert whole.lrs[0] == pytest.approx([1e-3, 2e-3])
+    for step, lrs in whole.lrs.items():
+        assert lrs == pytest.approx([1e-3 * (1 - 0.9 * step / 40), 2e-3 * (1 - 0.9 * step / 40)])
+
+    pl.seed_everything(0)
+    checkpoint = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    _trainer(tmp_path / "a", 20, [LinearLRDecay(end=0.1), checkpoint]).fit(_ali(), data())
+    resumed = _RecordLR()
+    _trainer(tmp_path / "b", 40, [LinearLRDecay(end=0.1), resumed], enable_checkpointing=False).fit(
+        _ali(), data(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt")
+    )
+    assert set(resumed.lrs) == {step for step in whole.lrs if step >= 20}
+    assert all(resumed.lrs[step] == pytest.approx(whole.lrs[step]) for step in resumed.lrs)
+
+
+def test_linear_decay_needs_max_steps_and_a_fraction(tmp_path):
+    with pytest.raises(ValueError, match=r"end is a fraction of the initial learning rate, in \[0, 1\]"):
+        LinearLRDecay(end=2.0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[LinearLRDecay()],
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+    with pytest.raises(ValueError, match=r"max_steps is not set: pass max_steps"):
+        trainer.fit(_ali(), Toy2DDataModule("ring", num_samples=256, batch_size=64))
+
+
+def test_the_cli_refuses_linear_decay_without_max_steps_before_writing_anything(tmp_path, capsys):
+    from ivi_lightning.cli import main
+
+    config = str(Path(__file__).parents[1] / "configs/jc_adv/ring_ali.yaml")
+    root = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit:
+        main(["fit", "--config", config, "--trainer.max_steps", "-1", "--trainer.max_epochs", "1",
+              "--trainer.callbacks+=ivi_lightning.callbacks.LinearLRDecay", "--trainer.default_root_dir", str(root)])
+    assert exit.value.code == 2
+    assert "ivi: error: LinearLRDecay decays the learning rate" in capsys.readouterr().err
+    assert not root.exists()

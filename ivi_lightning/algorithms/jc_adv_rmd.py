@@ -89,9 +89,12 @@ class JCAdvRMD(JCAdv):
         return ImplicitPrior(self.latent_dim, self.hparams.model_noise_dim, self.hparams.model_hidden)
 
     def default_likelihood(self) -> Likelihood:
-        """An :class:`ImplicitLikelihood`: the point of RMD is a model with no density."""
+        """An :class:`ImplicitLikelihood` (activation ``generator_activation``): the point of RMD is a
+        model with no density."""
         h = self.hparams
-        return ImplicitLikelihood(self.latent_dim, self.data_shape, h.model_noise_dim, h.model_hidden)
+        return ImplicitLikelihood(
+            self.latent_dim, self.data_shape, h.model_noise_dim, h.model_hidden, act=h.generator_activation
+        )
 
     def _check_learnable(self) -> None:
         """Any model is learnable here: its gradient comes through the unrolled discriminator."""

@@ -14,7 +14,8 @@ class LinearLRDecay(pl.Callback):
     The algorithms step their optimizers themselves (manual optimization), so Lightning's scheduler
     hooks do not run; this sets each parameter group's ``lr`` before every batch from the Trainer's
     ``global_step``. The initial value is kept in the group as ``initial_lr`` (as torch's schedulers
-    do), so it is saved with the optimizer and a resumed run continues the same schedule.
+    do), so it is saved with the optimizer and a resumed run continues the same schedule (the
+    schedule runs to the resumed Trainer's ``max_steps``: resuming with a larger one stretches it).
 
     Args:
         end: the learning rate at ``max_steps``, as a fraction of the initial one (``0``: none left).

@@ -16,7 +16,7 @@ then one encoder update) run
   update schedules on them (``updates_per_batch=K``): the same training, Lightning's per-batch
   cost paid once per K schedules;
 * with ``--step-costs``: the fixed costs of one optimizer step, in µs, each the fastest of many
-  blocks (so a busy machine barely moves them): Lightning's manual update path
+  blocks (steadier than rates on a shared machine, though not immune to it): Lightning's manual update path
   (``manual_backward`` and ``LightningOptimizer.step``, with their hooks) over ``loss.backward()``
   and ``optimizer.step()`` on a 10-parameter network inside ``Trainer.fit``; the CUDA
   availability check every torch optimizer step makes, as Lightning's import leaves it and as a

@@ -181,6 +181,10 @@ def test_overhead_benchmark_prints_its_table(capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import overhead
 
-    overhead.main(["--profiles", "toy", "--algorithms", "VAE", "--rounds", "1", "--seconds", "0.01", "--cuda-probe-ab", "--updates-per-batch", "2"])
-    row = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| toy | VAE |")]
+    overhead.main(["--profiles", "toy", "--algorithms", "VAE", "--rounds", "1", "--seconds", "0.01", "--cuda-probe-ab", "--updates-per-batch", "2", "--step-costs"])
+    lines = capsys.readouterr().out.splitlines()
+    row = [line for line in lines if line.startswith("| toy | VAE |")]
     assert len(row) == 1 and len(row[0].strip("|").split("|")) == 9, row
+    costs = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in lines if line.startswith("| lightning_") or line.startswith("| cuda_check_") or line.startswith("| nonfinite_")}
+    assert set(costs) == {"lightning_update_path", "cuda_check_lightning_env", "cuda_check_plain_env", "nonfinite_check"}
+    assert costs["nonfinite_check"] > 0 and costs["cuda_check_plain_env"] > 0

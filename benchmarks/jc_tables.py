@@ -12,6 +12,10 @@
 (c) Hybrid: JS against encoder updates for JCAdv, JCDen and JCHybrid (mixed gradient, and
     score penalty), all likelihood-free, on several seeds (``--hybrid-seeds``): the final JS and
     the encoder updates and training seconds to reach each of ``--targets``.
+(d) Hybrid on the ring: JCAdv (KL form), JCDen and JCHybrid each learn the same model — an
+    ``N(0, I)`` prior and a Gaussian likelihood, by maximum likelihood on encoder samples, the
+    only model update all three have (JCHybrid cannot learn an implicit likelihood) — scored
+    with the VEEGAN/PacGAN protocol along the run, on ``--hybrid-seeds``.
 
 Every run: CPU, one thread; table (a): seed 0, table (b): seeds 0 and 1 (``--mixture-seeds``); ``--steps``
 counts optimizer steps of all optimizers. The mixtures under the VEEGAN/PacGAN protocol are in
@@ -19,12 +23,12 @@ counts optimizer steps of all optimizers. The mixtures under the VEEGAN/PacGAN p
 
     OMP_NUM_THREADS=1 python benchmarks/jc_tables.py --steps 6000 --mixture-steps 12000
     OMP_NUM_THREADS=1 python benchmarks/jc_tables.py --tables c --hybrid-updates 1500 --hybrid-seeds 0,1,2,3,4
+    OMP_NUM_THREADS=1 python benchmarks/jc_tables.py --tables d --ring-updates 3000 --hybrid-seeds 0,1,2,3,4
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 import statistics
 import time
 import warnings
@@ -36,6 +40,7 @@ import torch
 import ivi_lightning as ivi
 from datamodules import ExplainingAwayLikelihood, Toy2DDataModule
 from ivi_lightning.evaluation import posterior_js
+from ivi_lightning.evaluation.modes import PROTOCOL_SAMPLES, mixture_modes, mode_coverage
 
 warnings.filterwarnings("ignore")
 logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -123,14 +128,6 @@ def table_a(steps: int) -> None:
     for row in rows:
         js = row["curve"][-1][1]
         print(f"| {row['name']} | " + " | ".join(f"{v:.4f}" for v in js) + f" | {js.mean():.4f} | {row['seconds']:.0f} |")
-
-
-def mixture_modes(dataset: str):
-    if dataset == "ring":
-        angles = 2 * math.pi * torch.arange(8) / 8
-        return 2.0 * torch.stack([angles.cos(), angles.sin()], 1), 0.02
-    axis = torch.arange(-4.0, 5.0, 2.0)
-    return torch.cartesian_prod(axis, axis), 0.05
 
 
 @torch.no_grad()
@@ -233,6 +230,71 @@ def table_c(updates: int, evaluations: int, seeds=(0,), targets=(0.05, 0.02), na
               f"{statistics.mean(row['seconds'] for row in rows):.0f} |")
 
 
+RING_ROWS = ("JCAdv", "JCDen", "JCHybrid mix 0.5", "JCHybrid penalty 0.1 (mix 1)")
+
+
+def ring_run(name: str, updates: int, evaluations: int, seed: int) -> Dict:
+    """One row of table (d): ``name`` learns a Gaussian-likelihood model of the ring for ``updates``
+    model updates; ``curve`` holds ``(model updates, training seconds so far, protocol scores)``."""
+    pl.seed_everything(seed)
+    data = Toy2DDataModule("ring", num_samples=20000, batch_size=256, seed=seed)
+    common = dict(latent_dim=2, data_shape=2, hidden=(256, 256), likelihood_family="gaussian")
+    model = {
+        "JCAdv": lambda: ivi.JCAdv(**common),
+        "JCDen": lambda: ivi.JCDen(**common),
+        "JCHybrid mix 0.5": lambda: ivi.JCHybrid(**common, mix=0.5),
+        "JCHybrid penalty 0.1 (mix 1)": lambda: ivi.JCHybrid(**common, mix=1.0, score_penalty=0.1),
+    }[name]()
+    modes, std = mixture_modes("ring")
+    curve: List = []
+    clock = {"start": time.perf_counter(), "scoring": 0.0}
+
+    @torch.no_grad()
+    def score(trainer) -> None:
+        begin = time.perf_counter()
+        samples, _ = model.sample_model(PROTOCOL_SAMPLES)
+        curve.append((trainer.global_step // per_update, begin - clock["start"] - clock["scoring"],
+                      mode_coverage(samples, modes, std)))
+        clock["scoring"] += time.perf_counter() - begin
+
+    per_update = 7 if name.startswith("JCHybrid") else 4  # optimizer steps per model update (aux_steps=3)
+    _fit(model, data, updates * per_update, [EveryN(max(1, updates // evaluations), score)])
+    return {"name": name, "seed": seed, "curve": curve}
+
+
+def table_d(updates: int, evaluations: int, seeds=(0,), names=RING_ROWS) -> None:
+    """Print table (d): each of ``names`` learns the ring's Gaussian-likelihood model, per seed.
+
+    Args:
+        updates: model (= encoder) updates of every run.
+        evaluations: protocol scores along each run.
+        seeds: training seeds.
+        names: the rows, a subset of ``RING_ROWS``.
+    """
+    runs = {name: [ring_run(name, updates, evaluations, seed) for seed in seeds] for name in names}
+    print(f"\n### (d) hybrid on the ring: a Gaussian-likelihood model learned by maximum likelihood, {updates} model updates, "
+          f"seeds {list(seeds)}; {PROTOCOL_SAMPLES} samples\n")
+    print("| algorithm | seed | modes, high-quality share at model update | KL to uniform | train s |")
+    print("|---|---|---|---|---|")
+    for name, rows in runs.items():
+        for row in rows:
+            points = ", ".join(f"{u}: {int(m['modes'])}, {m['high_quality']:.0%}" for u, _, m in row["curve"])
+            print(f"| {name} | {row['seed']} | {points} | {row['curve'][-1][2]['kl_to_uniform']:.3f} | {row['curve'][-1][1]:.0f} |")
+    print("\nfinal scores: mean ± std over seeds; every mode: the seeds covering all 8 at the end, and the median model "
+          "updates and training seconds to the first evaluation that did\n")
+    print("| algorithm | modes | high-quality samples | KL to uniform | every mode: seeds, updates, train s | train s |")
+    print("|---|---|---|---|---|---|")
+    for name, rows in runs.items():
+        finals = [row["curve"][-1][2] for row in rows]
+        cell = lambda key, f: f"{f(statistics.mean(m[key] for m in finals))} ± {f(statistics.pstdev(m[key] for m in finals))}"
+        firsts = [next(((u, t) for u, t, m in row["curve"] if m["modes"] == 8), None) for row in rows]
+        reached = [f for f in firsts if f is not None]
+        median = f", {statistics.median(u for u, _ in reached):.0f}, {statistics.median(t for _, t in reached):.0f}" if reached else ""
+        print(f"| {name} | {cell('modes', lambda v: f'{v:.1f}')} | {cell('high_quality', lambda v: f'{100 * v:.1f}%')} | "
+              f"{cell('kl_to_uniform', lambda v: f'{v:.3f}')} | {sum(m['modes'] == 8 for m in finals)}/{len(rows)}{median} | "
+              f"{statistics.mean(row['curve'][-1][1] for row in rows):.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=6000, help="optimizer steps for table (a)")
@@ -244,6 +306,8 @@ def main() -> None:
     parser.add_argument("--hybrid-seeds", default="0,1,2,3,4", help="comma-separated training seeds for table (c)")
     parser.add_argument("--hybrid-rows", default="0,1,2,3", help="comma-separated indices into HYBRID_ROWS for table (c)")
     parser.add_argument("--targets", default="0.05,0.02", help="comma-separated mean JS values (nats) timed in table (c)")
+    parser.add_argument("--ring-updates", type=int, default=3000, help="model updates of each run of table (d)")
+    parser.add_argument("--ring-rows", default="0,1,2,3", help="comma-separated indices into RING_ROWS for table (d)")
     parser.add_argument("--tables", default="abc", help="which tables to print, e.g. 'ab'")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -255,6 +319,9 @@ def main() -> None:
     if "c" in args.tables:
         table_c(args.hybrid_updates, args.evaluations, [int(s) for s in args.hybrid_seeds.split(",")],
                 [float(t) for t in args.targets.split(",")], [HYBRID_ROWS[int(i)] for i in args.hybrid_rows.split(",")])
+    if "d" in args.tables:
+        table_d(args.ring_updates, args.evaluations, [int(s) for s in args.hybrid_seeds.split(",")],
+                [RING_ROWS[int(i)] for i in args.ring_rows.split(",")])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The mixture-noise generator (``ImplicitLikelihood(noise_components=k)``) and ``LinearLRDecay``."""
+"""The mixture-noise generator (``ImplicitLikelihood(noise_components=k, output_scale=s)``), instance
+noise on the data (``JCAdv(data_instance_noise=σ)``) and ``LinearLRDecay``."""
 
 from pathlib import Path
 
@@ -31,6 +32,63 @@ def test_each_component_is_its_own_map_of_the_gaussian_noise():
 def test_bad_noise_components_are_refused(components):
     with pytest.raises(ValueError, match="noise_components must be a positive integer"):
         ivi.ImplicitLikelihood(2, 2, noise_components=components)
+
+
+def test_output_scale_multiplies_the_generators_samples():
+    torch.manual_seed(0)
+    scaled = ivi.ImplicitLikelihood(2, 2, noise_dim=3, hidden=(16,), output_scale=4.0)
+    plain = ivi.ImplicitLikelihood(2, 2, noise_dim=3, hidden=(16,))
+    plain.load_state_dict(scaled.state_dict())  # the same G, so the same samples up to the scale
+    z = torch.randn(100, 2)
+    torch.manual_seed(1)
+    x_scaled = scaled.sample(z)
+    torch.manual_seed(1)
+    assert torch.allclose(x_scaled, 4.0 * plain.sample(z))
+
+
+@pytest.mark.parametrize("scale", [0, -1.0, float("inf"), float("nan"), True, "4"])
+def test_bad_output_scales_are_refused(scale):
+    with pytest.raises(ValueError, match="output_scale multiplies the generator's output and must be a positive"):
+        ivi.ImplicitLikelihood(2, 2, output_scale=scale)
+
+
+def test_data_instance_noise_blurs_both_joints_x_and_is_annealed_away(tmp_path):
+    model = ivi.JCAdv(latent_dim=2, data_shape=2, hidden=(8,), loss="ali", likelihood_family="gaussian",
+                      data_instance_noise=0.8, instance_noise_steps=10)
+    assert (model.data_instance_noise(), model.instance_noise()) == (0.8, 0.0)
+    torch.manual_seed(0)
+    x, z = torch.zeros(20_000, 2), torch.zeros(20_000, 2)
+    x_blurred, z_blurred = model.blur(x, z)
+    assert x_blurred.std().item() == pytest.approx(0.8, abs=0.01) and z_blurred is z
+    # Every discriminator input in training is blurred alike: the data's, the generator's, the encoder's.
+    seen = []
+    model.discriminator.register_forward_pre_hook(lambda module, inputs: seen.append(inputs[0].clone()))
+    _trainer(tmp_path, 4, [], enable_checkpointing=False).fit(
+        model, Toy2DDataModule("ring", num_samples=256, batch_size=64, seed=0)
+    )
+    ring_radius = 2.0  # without the blur every x would lie within 0.1 of the ring
+    assert all(((x.norm(dim=1) - ring_radius).abs() > 0.5).any() for x in seen[:3])
+    assert model.data_instance_noise() == pytest.approx(0.8 * (1 - 4 / 10))
+    model.eval()
+    assert model.data_instance_noise() == 0.0  # sampling and validation see no blur
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(data_instance_noise=-0.5, instance_noise_steps=10), "data_instance_noise is a standard deviation"),
+        (dict(data_instance_noise=float("inf"), instance_noise_steps=10), "data_instance_noise is a standard deviation"),
+        (dict(data_instance_noise=0.5), r"data_instance_noise=0.5 needs instance_noise_steps > 0"),
+    ],
+)
+def test_bad_data_instance_noise_is_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        ivi.JCAdv(latent_dim=2, data_shape=2, loss="ali", likelihood_family="gaussian", **options)
+
+
+def test_jc_adv_rmd_refuses_instance_noise_on_the_data():
+    with pytest.raises(ValueError, match=r"JCAdvRMD does not take data_instance_noise.*JCAdv\(data_instance_noise"):
+        ivi.JCAdvRMD(latent_dim=2, data_shape=2, data_instance_noise=0.5, instance_noise_steps=10)
 
 
 def _trainer(tmp_path, steps, callbacks, **kwargs):

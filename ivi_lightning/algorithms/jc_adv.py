@@ -3,7 +3,8 @@ See the docs' Concepts page (``docs/concepts.md``), "JCAdv"."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+import math
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -22,17 +23,20 @@ from ivi_lightning.estimators import forward_kl_encoder_loss, gan_generator_loss
 LOSSES = ("kl", "forward_kl", "ali", "bigan")
 
 
-def check_instance_noise(std: Any, steps: Any) -> None:
-    """Refuse a negative ``instance_noise``, or one with no positive whole ``instance_noise_steps``."""
-    if isinstance(std, bool) or not isinstance(std, (int, float)) or std < 0:
-        raise ValueError(f"instance_noise is a standard deviation, ≥ 0 (0: none), got {std!r}")
+def check_instance_noise(stds: Dict[str, Any], steps: Any) -> None:
+    """Refuse a negative instance noise (``stds``: name → standard deviation), or a positive one with
+    no positive whole ``instance_noise_steps``."""
+    for name, std in stds.items():
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 <= std < math.inf:
+            raise ValueError(f"{name} is a standard deviation, ≥ 0 (0: none), got {std!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"instance_noise_steps must be a whole number of optimizer steps ≥ 0, got {steps!r}")
-    if std > 0 and steps == 0:
-        raise ValueError(
-            f"instance_noise={std} needs instance_noise_steps > 0, the optimizer steps over which it "
-            "falls to 0: e.g. half of the training's optimizer steps"
-        )
+    for name, std in stds.items():
+        if std > 0 and steps == 0:
+            raise ValueError(
+                f"{name}={std} needs instance_noise_steps > 0, the optimizer steps over which it "
+                "falls to 0: e.g. half of the training's optimizer steps"
+            )
 
 
 class JCAdv(ImplicitVI):
@@ -70,8 +74,11 @@ class JCAdv(ImplicitVI):
             for a simulator), falling linearly to ``0`` over ``instance_noise_steps`` optimizer
             steps. Blurred, the encoder's joints overlap the model's even where ``q`` has missed
             a posterior mode, so ``∇_z T`` points towards it; ``0``: none.
+        data_instance_noise: the same for the ``x`` of both joints, in the data's units, over the
+            same steps. Blurred, the model's samples overlap the data even where a learned
+            generator has dropped a mode, so the generator's gradient points towards it.
         instance_noise_steps: optimizer steps (the Trainer's ``global_step``) over which the
-            instance noise falls to ``0``; required when ``instance_noise > 0``.
+            instance noise falls to ``0``; required when either noise is positive.
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
 
@@ -85,11 +92,13 @@ class JCAdv(ImplicitVI):
         packing: int = 1,
         instance_noise: float = 0.0,
         instance_noise_steps: int = 0,
+        data_instance_noise: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        check_instance_noise(instance_noise, instance_noise_steps)
+        noise = {"instance_noise": instance_noise, "data_instance_noise": data_instance_noise}
+        check_instance_noise(noise, instance_noise_steps)
         super().__init__(aux_steps=aux_steps, **kwargs)
         # An attribute, not only an hparam: subclasses fix the loss and the CLI records only their own
         # arguments.
@@ -143,14 +152,26 @@ class JCAdv(ImplicitVI):
     ) -> dict:
         """``aux_steps`` logistic-regression updates of ``T``: encoder joints (label 1) vs model joints
         (``model_joint``, e.g. simulated pairs, or fresh samples of the model when ``None``)."""
-        return discriminator_updates(self, x, optimizer, model_joint, self.instance_noise())
+        return discriminator_updates(
+            self, x, optimizer, model_joint, self.data_instance_noise(), self.instance_noise()
+        )
 
     def instance_noise(self) -> float:
-        """The instance noise's standard deviation now (``0`` outside training)."""
+        """The standard deviation of the instance noise on ``z`` now (``0`` outside training)."""
+        return self._annealed(self.hparams.instance_noise)
+
+    def data_instance_noise(self) -> float:
+        """The standard deviation of the instance noise on ``x`` now (``0`` outside training)."""
+        return self._annealed(self.hparams.get("data_instance_noise", 0.0))
+
+    def _annealed(self, initial: float) -> float:
         if not self.training:
             return 0.0
-        h = self.hparams
-        return instance_noise_std(h.instance_noise, h.instance_noise_steps, self.global_step)
+        return instance_noise_std(initial, self.hparams.instance_noise_steps, self.global_step)
+
+    def blur(self, x: Tensor, z: Tensor) -> Tuple[Tensor, Tensor]:
+        """A joint with the instance noise of now added to its ``x`` and ``z``."""
+        return add_noise(x, self.data_instance_noise()), add_noise(z, self.instance_noise())
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """On held-out simulated pairs: how well ``T`` still tells the encoder's joints from the pairs.
@@ -186,7 +207,7 @@ class JCAdv(ImplicitVI):
             metrics = self.discriminator_step(x, opt_disc, model_joint)
 
             z = self.encoder(x)
-            t_q = self.discriminator(x, add_noise(z, self.instance_noise()))
+            t_q = self.discriminator(*self.blur(x, z))
             learn = self.hparams.learn_model
             if self.loss_kind == "kl":
                 loss_encoder = t_q.mean()  # E_q[T] ≈ KL[q(x,z) ‖ p(x,z)] = −E[ELBO] − H[q_D]
@@ -202,9 +223,7 @@ class JCAdv(ImplicitVI):
                 loss_model = torch.zeros((), device=x.device)
                 if learn:
                     x_model, z_model = self.sample_model(x.shape[0])
-                    loss_model = gan_generator_loss(
-                        self.discriminator(x_model, add_noise(z_model, self.instance_noise()))
-                    )
+                    loss_model = gan_generator_loss(self.discriminator(*self.blur(x_model, z_model)))
             self.optimize(opt_vi, loss_encoder + loss_model)
         self.log_metrics(
             "train", {**metrics, "loss_encoder": loss_encoder, "loss_model": loss_model}, prog_bar=True

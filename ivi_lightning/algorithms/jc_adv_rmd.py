@@ -73,11 +73,12 @@ class JCAdvRMD(JCAdv):
             )
         if model_gan_weight < 0:
             raise ValueError(f"model_gan_weight must be non-negative, got {model_gan_weight}")
-        if kwargs.get("instance_noise"):
-            raise ValueError(
-                "JCAdvRMD does not take instance_noise: its unrolled model update sees the joints "
-                "unblurred; use JCAdv(instance_noise=...) for inference in a fixed model"
-            )
+        for noise in ("instance_noise", "data_instance_noise"):
+            if kwargs.get(noise):
+                raise ValueError(
+                    f"JCAdvRMD does not take {noise}: its unrolled model update sees the joints "
+                    f"unblurred; use JCAdv({noise}=...) (with loss='ali' to learn a generator)"
+                )
         if unroll_lr <= 0:
             raise ValueError(f"unroll_lr must be positive, got {unroll_lr}")
         super().__init__(loss="kl", **kwargs)

@@ -124,10 +124,10 @@ def instance_noise_std(initial: float, anneal_steps: int, step: int) -> float:
     return initial * (1.0 - step / anneal_steps)
 
 
-def add_noise(z: Tensor, std: float) -> Tensor:
-    """``z + std · ε``, ``ε ~ N(0, I)`` (``z`` itself when ``std`` is 0): both joints blurred alike
-    before the discriminator sees them, so their densities overlap where they otherwise would not."""
-    return z + std * torch.randn_like(z) if std > 0 else z
+def add_noise(values: Tensor, std: float) -> Tensor:
+    """``values + std · ε``, ``ε ~ N(0, I)`` (``values`` itself when ``std`` is 0): both joints blurred
+    alike before the discriminator sees them, so their densities overlap where they otherwise would not."""
+    return values + std * torch.randn_like(values) if std > 0 else values
 
 
 def discriminator_updates(
@@ -135,6 +135,7 @@ def discriminator_updates(
     x: Tensor,
     optimizer: Any,
     model_joint: Optional[Tuple[Tensor, Tensor]] = None,
+    data_noise: float = 0.0,
     latent_noise: float = 0.0,
 ) -> Dict[str, Tensor]:
     """``aux_steps`` logistic-regression updates of ``algorithm.discriminator``: encoder joints
@@ -147,6 +148,7 @@ def discriminator_updates(
         x: the update batch.
         optimizer: the discriminator's optimizer.
         model_joint: model joints ``(x, z)``; ``None``: sample the model.
+        data_noise: standard deviation of the instance noise added to both joints' ``x``.
         latent_noise: standard deviation of the instance noise added to both joints' ``z``.
 
     Returns:
@@ -156,8 +158,9 @@ def discriminator_updates(
         with torch.no_grad():
             z_q = algorithm.encoder(x)
             x_p, z_p = model_joint if model_joint is not None else algorithm.sample_model(x.shape[0])
-            z_q, z_p = add_noise(z_q, latent_noise), add_noise(z_p, latent_noise)
-        t_q, t_p = algorithm.discriminator(x, z_q), algorithm.discriminator(x_p, z_p)
-        loss = ratio_loss(t_q, t_p) + algorithm.discriminator_penalty(x, z_q)
+            x_q, z_q = add_noise(x, data_noise), add_noise(z_q, latent_noise)
+            x_p, z_p = add_noise(x_p, data_noise), add_noise(z_p, latent_noise)
+        t_q, t_p = algorithm.discriminator(x_q, z_q), algorithm.discriminator(x_p, z_p)
+        loss = ratio_loss(t_q, t_p) + algorithm.discriminator_penalty(x_q, z_q)
         algorithm.optimize(optimizer, loss)
     return {"loss_discriminator": loss, "discriminator_accuracy": ratio_accuracy(t_q, t_p)}

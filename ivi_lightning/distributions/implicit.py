@@ -60,6 +60,9 @@ class ImplicitLikelihood(Likelihood):
             connected noise must put some samples on a bridge between separate modes of the data;
             separate components can land on separate modes. ``1``: Gaussian noise only.
         act: activation of ``G`` (a name in :data:`ivi_lightning.nets.mlp.ACTIVATIONS`).
+        output_scale: ``G``'s output is multiplied by this, so a freshly initialised ``G``, whose
+            outputs are of order 1, already spans data of a larger scale: set it to about the
+            data's half-width (e.g. 4 for data in ``[−4, 4]``). ``1``: no scaling.
 
     >>> lik = ImplicitLikelihood(2, (3,), noise_dim=4, hidden=(8,))
     >>> lik.sample(torch.zeros(5, 2)).shape
@@ -76,10 +79,21 @@ class ImplicitLikelihood(Likelihood):
         hidden: Sequence[int] = (64, 64),
         noise_components: int = 1,
         act: str = "silu",
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if int(latent_dim) <= 0 or int(noise_dim) <= 0:
             raise ValueError(f"latent_dim and noise_dim must be positive, got {latent_dim} and {noise_dim}")
+        if (
+            isinstance(output_scale, bool)
+            or not isinstance(output_scale, (int, float))
+            or not (0 < output_scale < math.inf)
+        ):
+            raise ValueError(
+                f"output_scale multiplies the generator's output and must be a positive number, got "
+                f"{output_scale!r}: use about the data's half-width, or 1 for no scaling"
+            )
+        self.output_scale = float(output_scale)
         self.latent_dim, self.noise_dim, self.data_shape = (
             int(latent_dim),
             int(noise_dim),
@@ -93,4 +107,5 @@ class ImplicitLikelihood(Likelihood):
         inputs = [z, _noise(z.shape[0], self.noise_dim, z)]
         if self.noise_components > 1:
             inputs.append(component_one_hot(self.noise_components, z))
-        return self.net(torch.cat(inputs, 1)).view(-1, *self.data_shape)
+        x = self.net(torch.cat(inputs, 1))
+        return (x if self.output_scale == 1.0 else self.output_scale * x).view(-1, *self.data_shape)

@@ -83,6 +83,12 @@ def _fit(model, data, steps: int, callbacks=()) -> float:
     return time.time() - start
 
 
+def optimizer_steps_per_update(name: str) -> int:
+    """Optimizer steps per encoder update of the row ``name``: the VAE's one, or the encoder's step after
+    3 auxiliary steps (the hybrids' 3 denoiser and 3 discriminator steps)."""
+    return 1 if name == "VAE" else 7 if name.startswith("JCHybrid") else 4
+
+
 def explaining_away_run(name: str, steps: int, evaluations: int = 1, seed: int = 0) -> Dict:
     """Train one algorithm on explaining-away; JS (mean over the observations) at ``evaluations`` points.
 
@@ -114,7 +120,7 @@ def explaining_away_run(name: str, steps: int, evaluations: int = 1, seed: int =
         clock["scoring"] += time.perf_counter() - begin
 
     # Optimizer steps per batch (one encoder update each), to place the evaluations at equal intervals.
-    per_batch = 1 if name == "VAE" else 4 if not name.startswith("JCHybrid") else 7
+    per_batch = optimizer_steps_per_update(name)
     seconds = _fit(model, data, steps, [EveryN(max(1, steps // evaluations // per_batch), score)]) - clock["scoring"]
     return {"name": name, "curve": curve, "seconds": seconds, "seed": seed}
 
@@ -206,7 +212,7 @@ def table_c(updates: int, evaluations: int, seeds=(0,), targets=(0.05, 0.02), na
         targets: mean JS values (nats) whose first crossing is timed.
         names: the rows, a subset of ``HYBRID_ROWS``.
     """
-    runs = {name: [explaining_away_run(name, updates * (7 if name.startswith("JCHybrid") else 4), evaluations, seed)
+    runs = {name: [explaining_away_run(name, updates * optimizer_steps_per_update(name), evaluations, seed)
                    for seed in seeds] for name in names}
     print(f"\n### (c) hybrid: mean JS (nats) on explaining-away, likelihood-free, {updates} encoder updates, seeds {list(seeds)}\n")
     print("| algorithm | seed | mean JS at encoder update | train s |")
@@ -257,7 +263,7 @@ def ring_run(name: str, updates: int, evaluations: int, seed: int) -> Dict:
                       mode_coverage(samples, modes, std)))
         clock["scoring"] += time.perf_counter() - begin
 
-    per_update = 7 if name.startswith("JCHybrid") else 4  # optimizer steps per model update (aux_steps=3)
+    per_update = optimizer_steps_per_update(name)
     _fit(model, data, updates * per_update, [EveryN(max(1, updates // evaluations), score)])
     return {"name": name, "seed": seed, "curve": curve}
 

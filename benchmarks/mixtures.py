@@ -15,7 +15,8 @@ KL of the histogram over modes to the uniform. Variants (``--variants``):
   the generator's activation (``relu``; default ``silu``); ``scale=s``: its output is multiplied by
   ``s`` (``output_scale=s``); ``xn=σ xns=n``: instance noise of std ``σ`` on the ``x`` of both
   joints, falling to 0 over ``n`` optimizer steps (``data_instance_noise=σ,
-  instance_noise_steps=n``); ``ema``: the
+  instance_noise_steps=n``), with ``geo``: falling geometrically to ``σ/100`` at step ``n`` and
+  held there (``instance_noise_schedule="geometric"``); ``ema``: the
   weights scored are an exponential moving average (decay ``EMA_DECAY`` per model update) of the
   trained ones, Lightning's ``EMAWeightAveraging``; ``decay``: every learning rate decays linearly
   to 0 over the run.
@@ -54,7 +55,7 @@ def build(variant: str) -> ivi.ImplicitVI:
     """The model of ``variant``: ``"ali"`` or ``"rmd K=<k>"``, then optional words ``m=<packing>``,
     ``aux=<discriminator steps per model step>``, ``alr=<discriminator lr>``, ``lr=<model lr>``,
     ``nd=<generator noise inputs>``, ``nc=<generator noise components>``, ``act=<generator activation>``,
-    ``scale=<generator output scale>``, ``xn=<instance noise on x> xns=<its steps>`` (and ``ema``,
+    ``scale=<generator output scale>``, ``xn=<instance noise on x> xns=<its steps>``, ``geo`` (and ``ema``,
     ``decay``: see :func:`run`)."""
     words = variant.split()
     options = dict(word.split("=") for word in words[1:] if "=" in word)
@@ -64,8 +65,9 @@ def build(variant: str) -> ivi.ImplicitVI:
     if words[0] == "ali":
         generator = ivi.ImplicitLikelihood(2, 2, noise, (256, 256), int(options.get("nc", 1)), options.get("act", "silu"),
                                            float(options.get("scale", 1.0)))
+        schedule = "geometric" if "geo" in words else "linear"
         return ivi.JCAdv(**common, loss="ali", likelihood=generator, data_instance_noise=float(options.get("xn", 0.0)),
-                         instance_noise_steps=int(options.get("xns", 0)))
+                         instance_noise_steps=int(options.get("xns", 0)), instance_noise_schedule=schedule)
     if words[0] == "rmd":
         return ivi.JCAdvRMD(**common, unroll_steps=int(options.get("K", 1)), model_noise_dim=noise)
     raise ValueError(f"unknown variant {variant!r}")

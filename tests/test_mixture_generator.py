@@ -73,12 +73,32 @@ def test_data_instance_noise_blurs_both_joints_x_and_is_annealed_away(tmp_path):
     assert model.data_instance_noise() == 0.0  # sampling and validation see no blur
 
 
+def test_geometric_schedule_spends_as_many_steps_on_every_scale_and_holds_its_last_value(tmp_path):
+    from ivi_lightning.algorithms.joint_discriminator import instance_noise_std
+
+    stds = [instance_noise_std(2.0, 100, step, "geometric") for step in range(0, 201, 25)]
+    ratios = [later / earlier for earlier, later in zip(stds[:4], stds[1:5])]
+    assert ratios == pytest.approx([0.01**0.25] * 4)  # the same factor every quarter of the steps
+    assert stds[4:] == pytest.approx([0.02] * 5)  # 1% of the first value from step 100 on
+    # Through the module: the schedule is read from the hyperparameters in training.
+    model = ivi.JCAdv(latent_dim=2, data_shape=2, hidden=(8,), loss="ali", likelihood_family="gaussian",
+                      data_instance_noise=0.8, instance_noise_steps=4, instance_noise_schedule="geometric")
+    _trainer(tmp_path, 6, [], enable_checkpointing=False).fit(
+        model, Toy2DDataModule("ring", num_samples=256, batch_size=64, seed=0)
+    )
+    assert model.global_step > 4 and model.data_instance_noise() == pytest.approx(0.008)
+    model.eval()
+    assert model.data_instance_noise() == 0.0
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
         (dict(data_instance_noise=-0.5, instance_noise_steps=10), "data_instance_noise is a standard deviation"),
         (dict(data_instance_noise=float("inf"), instance_noise_steps=10), "data_instance_noise is a standard deviation"),
         (dict(data_instance_noise=0.5), r"data_instance_noise=0.5 needs instance_noise_steps > 0"),
+        (dict(data_instance_noise=0.5, instance_noise_steps=10, instance_noise_schedule="cosine"),
+         r"instance_noise_schedule must be one of linear, geometric, got 'cosine'"),
     ],
 )
 def test_bad_data_instance_noise_is_refused(options, message):

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.algorithms.joint_discriminator import (
+    INSTANCE_NOISE_SCHEDULES,
     add_noise,
     discriminator_updates,
     instance_noise_std,
@@ -23,9 +24,13 @@ from ivi_lightning.estimators import forward_kl_encoder_loss, gan_generator_loss
 LOSSES = ("kl", "forward_kl", "ali", "bigan")
 
 
-def check_instance_noise(stds: Dict[str, Any], steps: Any) -> None:
-    """Refuse a negative instance noise (``stds``: name → standard deviation), or a positive one with
-    no positive whole ``instance_noise_steps``."""
+def check_instance_noise(stds: Dict[str, Any], steps: Any, schedule: Any = "linear") -> None:
+    """Refuse a negative instance noise (``stds``: name → standard deviation), a positive one with
+    no positive whole ``instance_noise_steps``, or an unknown ``instance_noise_schedule``."""
+    if schedule not in INSTANCE_NOISE_SCHEDULES:
+        raise ValueError(
+            f"instance_noise_schedule must be one of {', '.join(INSTANCE_NOISE_SCHEDULES)}, got {schedule!r}"
+        )
     for name, std in stds.items():
         if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 <= std < math.inf:
             raise ValueError(f"{name} is a standard deviation, ≥ 0 (0: none), got {std!r}")
@@ -35,7 +40,7 @@ def check_instance_noise(stds: Dict[str, Any], steps: Any) -> None:
         if std > 0 and steps == 0:
             raise ValueError(
                 f"{name}={std} needs instance_noise_steps > 0, the optimizer steps over which it "
-                "falls to 0: e.g. half of the training's optimizer steps"
+                "falls: e.g. half of the training's optimizer steps"
             )
 
 
@@ -71,14 +76,18 @@ class JCAdv(ImplicitVI):
             ``discriminator`` must then take packed joints); ``1``: one joint per logit.
         instance_noise: standard deviation of Gaussian noise added to the ``z`` of both joints
             before the discriminator sees them (in the latent's inference coordinates: standardised
-            for a simulator), falling linearly to ``0`` over ``instance_noise_steps`` optimizer
-            steps. Blurred, the encoder's joints overlap the model's even where ``q`` has missed
+            for a simulator), falling over ``instance_noise_steps`` optimizer steps as
+            ``instance_noise_schedule`` says. Blurred, the encoder's joints overlap the model's even where ``q`` has missed
             a posterior mode, so ``∇_z T`` points towards it; ``0``: none.
         data_instance_noise: the same for the ``x`` of both joints, in the data's units, over the
             same steps. Blurred, the model's samples overlap the data even where a learned
             generator has dropped a mode, so the generator's gradient points towards it.
         instance_noise_steps: optimizer steps (the Trainer's ``global_step``) over which the
-            instance noise falls to ``0``; required when either noise is positive.
+            instance noise falls; required when either noise is positive.
+        instance_noise_schedule: ``"linear"`` (to ``0`` at ``instance_noise_steps``) or
+            ``"geometric"`` (by the same factor every step, to 1% of its first value at
+            ``instance_noise_steps``, then held: as many steps at every scale of the blur; see
+            :func:`~ivi_lightning.algorithms.joint_discriminator.instance_noise_std`).
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
 
@@ -93,12 +102,13 @@ class JCAdv(ImplicitVI):
         instance_noise: float = 0.0,
         instance_noise_steps: int = 0,
         data_instance_noise: float = 0.0,
+        instance_noise_schedule: str = "linear",
         **kwargs: Any,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         noise = {"instance_noise": instance_noise, "data_instance_noise": data_instance_noise}
-        check_instance_noise(noise, instance_noise_steps)
+        check_instance_noise(noise, instance_noise_steps, instance_noise_schedule)
         super().__init__(aux_steps=aux_steps, **kwargs)
         # An attribute, not only an hparam: subclasses fix the loss and the CLI records only their own
         # arguments.
@@ -167,7 +177,8 @@ class JCAdv(ImplicitVI):
     def _annealed(self, initial: float) -> float:
         if not self.training:
             return 0.0
-        return instance_noise_std(initial, self.hparams.instance_noise_steps, self.global_step)
+        schedule = self.hparams.get("instance_noise_schedule", "linear")  # absent from older checkpoints
+        return instance_noise_std(initial, self.hparams.instance_noise_steps, self.global_step, schedule)
 
     def blur(self, x: Tensor, z: Tensor) -> Tuple[Tensor, Tensor]:
         """A joint with the instance noise of now added to its ``x`` and ``z``."""

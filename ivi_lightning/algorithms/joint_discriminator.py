@@ -107,21 +107,39 @@ def joint_discriminator(algorithm: Any, discriminator: Optional[nn.Module], pack
     return discriminator if packing == 1 else PackedDiscriminator(discriminator, packing)
 
 
-def instance_noise_std(initial: float, anneal_steps: int, step: int) -> float:
-    """Standard deviation of the instance noise at optimizer step ``step``: ``initial``, falling
-    linearly to ``0`` at ``anneal_steps`` (and ``0`` after).
+#: How the instance noise falls over ``instance_noise_steps`` (see :func:`instance_noise_std`).
+INSTANCE_NOISE_SCHEDULES = ("linear", "geometric")
+#: The geometric schedule's last standard deviation, as a fraction of its first.
+GEOMETRIC_FINAL_FRACTION = 0.01
+
+
+def instance_noise_std(initial: float, anneal_steps: int, step: int, schedule: str = "linear") -> float:
+    """Standard deviation of the instance noise at optimizer step ``step``.
+
+    ``"linear"``: ``initial`` falling linearly to ``0`` at ``anneal_steps`` (and ``0`` after).
+    ``"geometric"``: ``initial`` falling by the same factor every step to
+    ``GEOMETRIC_FINAL_FRACTION · initial`` at ``anneal_steps``, and held there: every scale of the
+    blur gets as many steps as every other (a factor 10 per half of ``anneal_steps``), so the samples
+    sharpen step by step while the discriminator stays smooth at the current scale. The noise is
+    added to both joints alike, so the held remainder does not move the optimum.
 
     Args:
-        initial: the standard deviation at step 0, in the latent's inference coordinates.
-        anneal_steps: the step at which the noise is gone.
+        initial: the standard deviation at step 0, in the units of what it blurs.
+        anneal_steps: the step at which the noise is gone (``"linear"``) or at its last value.
         step: the optimizer step (the Trainer's ``global_step``).
+        schedule: one of ``INSTANCE_NOISE_SCHEDULES``.
 
     >>> [instance_noise_std(0.5, 100, step) for step in (0, 50, 100, 200)]
     [0.5, 0.25, 0.0, 0.0]
+    >>> [round(instance_noise_std(2.0, 100, step, "geometric"), 4) for step in (0, 50, 100, 200)]
+    [2.0, 0.2, 0.02, 0.02]
     """
-    if initial <= 0 or step >= anneal_steps:
+    if initial <= 0 or anneal_steps <= 0:
         return 0.0
-    return initial * (1.0 - step / anneal_steps)
+    progress = min(step / anneal_steps, 1.0)
+    if schedule == "geometric":
+        return initial * GEOMETRIC_FINAL_FRACTION**progress
+    return initial * (1.0 - progress)
 
 
 def add_noise(values: Tensor, std: float) -> Tensor:

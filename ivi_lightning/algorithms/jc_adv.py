@@ -77,8 +77,9 @@ class JCAdv(ImplicitVI):
         instance_noise: standard deviation of Gaussian noise added to the ``z`` of both joints
             before the discriminator sees them (in the latent's inference coordinates: standardised
             for a simulator), falling over ``instance_noise_steps`` optimizer steps as
-            ``instance_noise_schedule`` says. Blurred, the encoder's joints overlap the model's even where ``q`` has missed
-            a posterior mode, so ``∇_z T`` points towards it; ``0``: none.
+            ``instance_noise_schedule`` says. Blurred, the encoder's joints overlap the model's
+            even where ``q`` has missed a posterior mode, so ``∇_z T`` points towards it; ``0``:
+            none.
         data_instance_noise: the same for the ``x`` of both joints, in the data's units, over the
             same steps. Blurred, the model's samples overlap the data even where a learned
             generator has dropped a mode, so the generator's gradient points towards it.

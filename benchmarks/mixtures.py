@@ -16,7 +16,7 @@ KL of the histogram over modes to the uniform. Variants (``--variants``):
   ``s`` (``output_scale=s``); ``xn=σ xns=n``: instance noise of std ``σ`` on the ``x`` of both
   joints, falling to 0 over ``n`` optimizer steps (``data_instance_noise=σ,
   instance_noise_steps=n``), with ``geo``: falling geometrically to ``σ/100`` at step ``n`` and
-  held there (``instance_noise_schedule="geometric"``); ``ema``: the
+  held there (``instance_noise_schedule="geometric"``); ``bs=b``: batch size ``b``; ``ema``: the
   weights scored are an exponential moving average (decay ``EMA_DECAY`` per model update) of the
   trained ones, Lightning's ``EMAWeightAveraging``; ``decay``: every learning rate decays linearly
   to 0 over the run.
@@ -55,7 +55,7 @@ def build(variant: str) -> ivi.ImplicitVI:
     """The model of ``variant``: ``"ali"`` or ``"rmd K=<k>"``, then optional words ``m=<packing>``,
     ``aux=<discriminator steps per model step>``, ``alr=<discriminator lr>``, ``lr=<model lr>``,
     ``nd=<generator noise inputs>``, ``nc=<generator noise components>``, ``act=<generator activation>``,
-    ``scale=<generator output scale>``, ``xn=<instance noise on x> xns=<its steps>``, ``geo`` (and ``ema``,
+    ``scale=<generator output scale>``, ``xn=<instance noise on x> xns=<its steps>``, ``geo`` (and ``bs``, ``ema``,
     ``decay``: see :func:`run`)."""
     words = variant.split()
     options = dict(word.split("=") for word in words[1:] if "=" in word)
@@ -93,7 +93,8 @@ class Score(pl.Callback):
 def run(dataset: str, variant: str, seed: int, steps: int, every: int) -> Dict:
     """Train ``variant`` on ``dataset`` with ``seed`` for ``steps`` optimizer steps."""
     pl.seed_everything(seed, verbose=False)
-    data = Toy2DDataModule(dataset, num_samples=20000, batch_size=256, seed=seed)
+    batch_size = int(dict(word.split("=") for word in variant.split() if "=" in word).get("bs", 256))
+    data = Toy2DDataModule(dataset, num_samples=20000, batch_size=batch_size, seed=seed)
     model = build(variant)
     score = Score(dataset, every)
     callbacks: List[pl.Callback] = [score]

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
 from ivi_lightning.algorithms.joint_discriminator import (
-    INSTANCE_NOISE_SCHEDULES,
     add_noise,
+    check_schedule,
     discriminator_updates,
     instance_noise_std,
     joint_discriminator,
@@ -27,10 +27,7 @@ LOSSES = ("kl", "forward_kl", "ali", "bigan")
 def check_instance_noise(stds: Dict[str, Any], steps: Any, schedule: Any = "linear") -> None:
     """Refuse a negative instance noise (``stds``: name → standard deviation), a positive one with
     no positive whole ``instance_noise_steps``, or an unknown ``instance_noise_schedule``."""
-    if schedule not in INSTANCE_NOISE_SCHEDULES:
-        raise ValueError(
-            f"instance_noise_schedule must be one of {', '.join(INSTANCE_NOISE_SCHEDULES)}, got {schedule!r}"
-        )
+    check_schedule(schedule)
     for name, std in stds.items():
         if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 <= std < math.inf:
             raise ValueError(f"{name} is a standard deviation, ≥ 0 (0: none), got {std!r}")

@@ -137,9 +137,17 @@ def instance_noise_std(initial: float, anneal_steps: int, step: int, schedule: s
     if initial <= 0 or anneal_steps <= 0:
         return 0.0
     progress = min(step / anneal_steps, 1.0)
-    if schedule == "geometric":
+    if check_schedule(schedule) == "geometric":
         return initial * GEOMETRIC_FINAL_FRACTION**progress
     return initial * (1.0 - progress)
+
+
+def check_schedule(schedule: Any) -> str:
+    """``schedule`` if it is one of ``INSTANCE_NOISE_SCHEDULES``, else a ``ValueError`` naming them."""
+    if schedule not in INSTANCE_NOISE_SCHEDULES:
+        choices = ", ".join(INSTANCE_NOISE_SCHEDULES)
+        raise ValueError(f"instance_noise_schedule must be one of {choices}, got {schedule!r}")
+    return schedule
 
 
 def add_noise(values: Tensor, std: float) -> Tensor:

@@ -51,14 +51,18 @@ COMMON = dict(latent_dim=2, data_shape=2, hidden=(256, 256), aux_steps=1)
 EMA_DECAY = 0.999
 
 
+def variant_options(variant: str) -> Dict[str, str]:
+    """The ``key=value`` words of ``variant``, e.g. ``{"nc": "100", "bs": "512"}``."""
+    return dict(word.split("=") for word in variant.split()[1:] if "=" in word)
+
+
 def build(variant: str) -> ivi.ImplicitVI:
     """The model of ``variant``: ``"ali"`` or ``"rmd K=<k>"``, then optional words ``m=<packing>``,
     ``aux=<discriminator steps per model step>``, ``alr=<discriminator lr>``, ``lr=<model lr>``,
     ``nd=<generator noise inputs>``, ``nc=<generator noise components>``, ``act=<generator activation>``,
     ``scale=<generator output scale>``, ``xn=<instance noise on x> xns=<its steps>``, ``geo`` (and ``bs``, ``ema``,
     ``decay``: see :func:`run`)."""
-    words = variant.split()
-    options = dict(word.split("=") for word in words[1:] if "=" in word)
+    words, options = variant.split(), variant_options(variant)
     common = {**COMMON, "aux_steps": int(options.get("aux", 1)), "aux_lr": float(options.get("alr", 1e-3)),
               "lr": float(options.get("lr", 1e-3)), "packing": int(options.get("m", 1))}
     noise = int(options.get("nd", 4))
@@ -93,7 +97,7 @@ class Score(pl.Callback):
 def run(dataset: str, variant: str, seed: int, steps: int, every: int) -> Dict:
     """Train ``variant`` on ``dataset`` with ``seed`` for ``steps`` optimizer steps."""
     pl.seed_everything(seed, verbose=False)
-    batch_size = int(dict(word.split("=") for word in variant.split() if "=" in word).get("bs", 256))
+    batch_size = int(variant_options(variant).get("bs", 256))
     data = Toy2DDataModule(dataset, num_samples=20000, batch_size=batch_size, seed=seed)
     model = build(variant)
     score = Score(dataset, every)

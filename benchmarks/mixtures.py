@@ -16,7 +16,9 @@ KL of the histogram over modes to the uniform. Variants (``--variants``):
   ``s`` (``output_scale=s``); ``xn=σ xns=n``: instance noise of std ``σ`` on the ``x`` of both
   joints, falling to 0 over ``n`` optimizer steps (``data_instance_noise=σ,
   instance_noise_steps=n``), with ``geo``: falling geometrically to ``σ/100`` at step ``n`` and
-  held there (``instance_noise_schedule="geometric"``); ``bs=b``: batch size ``b``; ``ema``: the
+  held there (``instance_noise_schedule="geometric"``); ``mo``: the joint discriminator is
+  PacGAN's, ``Discriminator(hidden=(200, 200, 200), maxout_pieces=5)`` (``MAXOUT_HIDDEN``,
+  ``MAXOUT_PIECES``), built after the model so every other network starts as without it; ``bs=b``: batch size ``b``; ``ema``: the
   weights scored are an exponential moving average (decay ``EMA_DECAY`` per model update) of the
   trained ones, Lightning's ``EMAWeightAveraging``; ``decay``: every learning rate decays linearly
   to 0 over the run.
@@ -49,6 +51,8 @@ warnings.filterwarnings("ignore")
 logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
 COMMON = dict(latent_dim=2, data_shape=2, hidden=(256, 256), aux_steps=1)
 EMA_DECAY = 0.999
+#: PacGAN's joint discriminator for the grid: three maxout layers of 200 units, 5 pieces each.
+MAXOUT_HIDDEN, MAXOUT_PIECES = (200, 200, 200), 5
 
 
 def variant_options(variant: str) -> Dict[str, str]:
@@ -60,7 +64,7 @@ def build(variant: str) -> ivi.ImplicitVI:
     """The model of ``variant``: ``"ali"`` or ``"rmd K=<k>"``, then optional words ``m=<packing>``,
     ``aux=<discriminator steps per model step>``, ``alr=<discriminator lr>``, ``lr=<model lr>``,
     ``nd=<generator noise inputs>``, ``nc=<generator noise components>``, ``act=<generator activation>``,
-    ``scale=<generator output scale>``, ``xn=<instance noise on x> xns=<its steps>``, ``geo`` (and ``bs``, ``ema``,
+    ``scale=<generator output scale>``, ``xn=<instance noise on x> xns=<its steps>``, ``geo``, ``mo`` (and ``bs``, ``ema``,
     ``decay``: see :func:`run`)."""
     words, options = variant.split(), variant_options(variant)
     common = {**COMMON, "aux_steps": int(options.get("aux", 1)), "aux_lr": float(options.get("alr", 1e-3)),
@@ -70,8 +74,11 @@ def build(variant: str) -> ivi.ImplicitVI:
         generator = ivi.ImplicitLikelihood(2, 2, noise, (256, 256), int(options.get("nc", 1)), options.get("act", "silu"),
                                            float(options.get("scale", 1.0)))
         schedule = "geometric" if "geo" in words else "linear"
-        return ivi.JCAdv(**common, loss="ali", likelihood=generator, data_instance_noise=float(options.get("xn", 0.0)),
-                         instance_noise_steps=int(options.get("xns", 0)), instance_noise_schedule=schedule)
+        model = ivi.JCAdv(**common, loss="ali", likelihood=generator, data_instance_noise=float(options.get("xn", 0.0)),
+                          instance_noise_steps=int(options.get("xns", 0)), instance_noise_schedule=schedule)
+        if "mo" in words:  # built after the model, so every other network starts as without it
+            model.discriminator = ivi.nets.Discriminator(2, 2, MAXOUT_HIDDEN, maxout_pieces=MAXOUT_PIECES)
+        return model
     if words[0] == "rmd":
         return ivi.JCAdvRMD(**common, unroll_steps=int(options.get("K", 1)), model_noise_dim=noise)
     raise ValueError(f"unknown variant {variant!r}")

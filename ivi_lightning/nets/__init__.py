@@ -13,6 +13,7 @@ from ivi_lightning.nets.mlp import (
     GaussianEncoder,
     ImplicitEncoder,
     LocationScaleEncoder,
+    Maxout,
 )
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "GaussianEncoder",
     "ImplicitEncoder",
     "LocationScaleEncoder",
+    "Maxout",
     "DeterministicEncoder",
     "JointDenoiser",
 ]

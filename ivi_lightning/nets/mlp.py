@@ -32,6 +32,32 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+class Maxout(nn.Module):
+    """A maxout layer (Goodfellow et al. 2013): each output is the largest of ``pieces`` linear
+    functions of the input, so the layer learns its own piecewise-linear activation.
+
+    Args:
+        in_features: input size.
+        out_features: output size.
+        pieces: linear functions per output, ``≥ 2``.
+
+    >>> layer = Maxout(3, 2, pieces=4)
+    >>> layer(torch.zeros(5, 3)).shape, layer.linear.out_features
+    (torch.Size([5, 2]), 8)
+    """
+
+    def __init__(self, in_features: int, out_features: int, pieces: int) -> None:
+        super().__init__()
+        if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 2:
+            raise ValueError(f"a maxout layer takes the largest of pieces ≥ 2 linear maps, got {pieces!r}")
+        self.pieces = pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # consecutive outputs of the linear map are the pieces of one unit
+        return self.linear(x).unflatten(-1, (-1, self.pieces)).amax(-1)
+
+
 class MLP(nn.Sequential):
     """Linear layers with an activation between them (none after the last).
 
@@ -40,18 +66,33 @@ class MLP(nn.Sequential):
         out_features: output size.
         hidden: sizes of the hidden layers.
         act: activation name.
+        maxout_pieces: ``≥ 2``: every hidden layer is a :class:`Maxout` layer of this many pieces
+            instead of a linear layer and ``act``; ``1``: plain layers.
 
     >>> MLP(3, 2, hidden=(8, 8))(torch.zeros(5, 3)).shape
+    torch.Size([5, 2])
+    >>> MLP(3, 2, hidden=(8, 8), maxout_pieces=5)(torch.zeros(5, 3)).shape
     torch.Size([5, 2])
     """
 
     def __init__(
-        self, in_features: int, out_features: int, hidden: Sequence[int] = (256, 256), act: str = "silu"
+        self,
+        in_features: int,
+        out_features: int,
+        hidden: Sequence[int] = (256, 256),
+        act: str = "silu",
+        maxout_pieces: int = 1,
     ) -> None:
-        layers = []
+        if isinstance(maxout_pieces, bool) or not isinstance(maxout_pieces, int) or maxout_pieces < 1:
+            raise ValueError(
+                f"maxout_pieces must be a whole number ≥ 1 (1: linear layers and {act!r}; ≥ 2: maxout "
+                f"layers of that many pieces), got {maxout_pieces!r}"
+            )
+        layers: list = []
         sizes = [in_features, *hidden]
         for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(a, b), activation(act)]
+            maxout = maxout_pieces > 1
+            layers += [Maxout(a, b, maxout_pieces)] if maxout else [nn.Linear(a, b), activation(act)]
         layers.append(nn.Linear(sizes[-1], out_features))
         super().__init__(*layers)
 
@@ -307,16 +348,23 @@ class Discriminator(nn.Module):
         latent_dim: size of ``z``.
         hidden: hidden layer sizes.
         act: activation name.
+        maxout_pieces: ``≥ 2``: maxout hidden layers of this many pieces (see :class:`MLP`), as in
+            ALI's and PacGAN's discriminators for the 2-D mixtures; ``1``: linear layers and ``act``.
 
     >>> Discriminator(4, 2, hidden=(8,))(torch.zeros(3, 4), torch.zeros(3, 2)).shape
     torch.Size([3])
     """
 
     def __init__(
-        self, data_shape: DataShape, latent_dim: int, hidden: Sequence[int] = (256, 256), act: str = "silu"
+        self,
+        data_shape: DataShape,
+        latent_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        act: str = "silu",
+        maxout_pieces: int = 1,
     ) -> None:
         super().__init__()
-        self.net = MLP(_flat_dim(data_shape) + latent_dim, 1, hidden, act)
+        self.net = MLP(_flat_dim(data_shape) + latent_dim, 1, hidden, act, maxout_pieces)
 
     def forward(self, x: Tensor, z: Tensor) -> Tensor:
         return self.net(torch.cat([x.flatten(1), z], 1)).squeeze(1)

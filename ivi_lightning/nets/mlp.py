@@ -89,9 +89,8 @@ class MLP(nn.Sequential):
                 f"layers of that many pieces), got {maxout_pieces!r}"
             )
         layers: list = []
-        sizes = [in_features, *hidden]
+        sizes, maxout = [in_features, *hidden], maxout_pieces > 1
         for a, b in zip(sizes[:-1], sizes[1:]):
-            maxout = maxout_pieces > 1
             layers += [Maxout(a, b, maxout_pieces)] if maxout else [nn.Linear(a, b), activation(act)]
         layers.append(nn.Linear(sizes[-1], out_features))
         super().__init__(*layers)

@@ -37,3 +37,13 @@ def test_coverage_quality_and_kl():
     # Just outside 3 std is not high quality; just inside is.
     assert mode_coverage(modes[:1] + torch.tensor([[3.01 * std, 0.0]]), modes, std)["modes"] == 0
     assert mode_coverage(modes[:1] + torch.tensor([[2.99 * std, 0.0]]), modes, std)["modes"] == 1
+
+
+def test_a_mode_kept_by_a_stray_sample_is_covered_but_not_well_covered():
+    modes, std = mixture_modes("grid")
+    # 2,500 samples: 24 modes at their fair share of 100 less a few, one mode with 2 and one with 25
+    counts = [2, 25] + [2473 // 23] * 22 + [2473 - 22 * (2473 // 23)]
+    samples = torch.cat([mode.repeat(n, 1) for mode, n in zip(modes, counts)])
+    assert len(samples) == 2500
+    scores = mode_coverage(samples, modes, std)
+    assert scores["modes"] == 25 and scores["well_covered"] == 24  # 25 = 2500 / (4 · 25) is enough

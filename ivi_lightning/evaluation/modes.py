@@ -36,7 +36,9 @@ def mode_coverage(samples: Tensor, modes: Tensor, std: float, radius: float = 3.
     """Modes covered, high-quality share and the KL of the mode histogram to the uniform.
 
     A sample is *high quality* when it lies within ``radius · std`` of its nearest mode; a mode is
-    *covered* when at least one high-quality sample is nearest to it. ``kl_to_uniform`` is
+    *covered* when at least one high-quality sample is nearest to it, and *well covered* when at
+    least a quarter of its fair share ``N / K`` of the ``N`` samples is (a mode kept alive by a
+    stray sample or two is covered, not well covered). ``kl_to_uniform`` is
     ``KL[h ‖ U] = Σ_k h_k log(K h_k)`` for ``h`` the histogram of the high-quality samples over the
     ``K`` modes (``0``: every mode equally often; ``log K``: a single mode; ``inf`` without any
     high-quality sample).
@@ -48,12 +50,14 @@ def mode_coverage(samples: Tensor, modes: Tensor, std: float, radius: float = 3.
         radius: in standard deviations.
 
     Returns:
-        ``modes`` (covered, an int-valued float), ``high_quality`` (share in ``[0, 1]``) and
-        ``kl_to_uniform`` (nats).
+        ``modes`` (covered, an int-valued float), ``well_covered`` (likewise), ``high_quality``
+        (share in ``[0, 1]``) and ``kl_to_uniform`` (nats).
 
     >>> modes = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
     >>> mode_coverage(torch.tensor([[0.0, 0.1], [10.0, 0.0], [5.0, 5.0]]), modes, std=0.1)["modes"]
     2.0
+    >>> mode_coverage(torch.tensor([[0.0, 0.0]] * 15 + [[10.0, 0.0]]), modes, std=0.1)["well_covered"]
+    1.0
     """
     distance, nearest = torch.cdist(samples.float(), modes.float()).min(1)
     good = distance < radius * std
@@ -65,6 +69,7 @@ def mode_coverage(samples: Tensor, modes: Tensor, std: float, radius: float = 3.
         kl = float(torch.where(h > 0, h * (h * len(modes)).log(), torch.zeros_like(h)).sum())
     return {
         "modes": float((counts > 0).sum()),
+        "well_covered": float((counts >= len(samples) / (4 * len(modes))).sum()),
         "high_quality": float(good.float().mean()),
         "kl_to_uniform": kl,
     }

@@ -21,9 +21,9 @@ sample or two does not fake. Variants (``--variants``):
   held there (``instance_noise_schedule="geometric"``); ``mo``: the joint discriminator is
   PacGAN's, ``Discriminator(hidden=(200, 200, 200), maxout_pieces=5)`` (``MAXOUT_HIDDEN``,
   ``MAXOUT_PIECES``), built after the model so every other network starts as without it;
-  ``bs=b``: batch size ``b``; ``ema``: the weights scored are an exponential moving average (decay ``EMA_DECAY`` per model update) of the
-  trained ones, Lightning's ``EMAWeightAveraging``; ``decay``: every learning rate decays linearly
-  to 0 over the run.
+  ``bs=b``: batch size ``b``; ``ema``: the weights scored are an exponential moving average
+  (decay ``EMA_DECAY`` per model update) of the trained ones, Lightning's ``EMAWeightAveraging``;
+  ``decay``: every learning rate decays linearly to 0 over the run.
 
 One CPU thread; ``--steps`` counts optimizer steps (``aux + 1`` per model update); each seed seeds
 the data, the networks and the training. The final scores are taken after ``fit`` (with ``ema``,

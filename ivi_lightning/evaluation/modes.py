@@ -33,7 +33,7 @@ def mixture_modes(dataset: str) -> Tuple[Tensor, float]:
 
 
 def mode_coverage(samples: Tensor, modes: Tensor, std: float, radius: float = 3.0) -> Dict[str, float]:
-    """Modes covered, high-quality share and the KL of the mode histogram to the uniform.
+    """Modes covered (and well covered), high-quality share and the KL of the mode histogram to the uniform.
 
     A sample is *high quality* when it lies within ``radius · std`` of its nearest mode; a mode is
     *covered* when at least one high-quality sample is nearest to it, and *well covered* when at

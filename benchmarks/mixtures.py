@@ -18,7 +18,8 @@ sample or two does not fake. Variants (``--variants``):
   ``s`` (``output_scale=s``); ``xn=σ xns=n``: instance noise of std ``σ`` on the ``x`` of both
   joints, falling to 0 over ``n`` optimizer steps (``data_instance_noise=σ,
   instance_noise_steps=n``), with ``geo``: falling geometrically to ``σ/100`` at step ``n`` and
-  held there (``instance_noise_schedule="geometric"``); ``mo``: the joint discriminator is
+  held there (``instance_noise_schedule="geometric"``); ``r1=γ``: R1's gradient penalty of weight ``γ``
+  on the discriminator at the data's joints (``r1_penalty=γ``); ``mo``: the joint discriminator is
   PacGAN's, ``Discriminator(hidden=(200, 200, 200), maxout_pieces=5)`` (``MAXOUT_HIDDEN``,
   ``MAXOUT_PIECES``), built after the model so every other network starts as without it;
   ``bs=b``: batch size ``b``; ``ema``: the weights scored are an exponential moving average
@@ -66,7 +67,8 @@ def build(variant: str) -> ivi.ImplicitVI:
     """The model of ``variant``: ``"ali"`` or ``"rmd K=<k>"``, then optional words ``m=<packing>``,
     ``aux=<discriminator steps per model step>``, ``alr=<discriminator lr>``, ``lr=<model lr>``,
     ``nd=<generator noise inputs>``, ``nc=<generator noise components>``, ``act=<generator activation>``,
-    ``scale=<generator output scale>``, ``xn=<instance noise on x> xns=<its steps>``, ``geo``, ``mo`` (and ``bs``, ``ema``,
+    ``scale=<generator output scale>``, ``xn=<instance noise on x> xns=<its steps>``, ``geo``, ``r1=<R1 weight>``, ``mo``
+    (and ``bs``, ``ema``,
     ``decay``: see :func:`run`)."""
     words, options = variant.split(), variant_options(variant)
     common = {**COMMON, "aux_steps": int(options.get("aux", 1)), "aux_lr": float(options.get("alr", 1e-3)),
@@ -77,7 +79,8 @@ def build(variant: str) -> ivi.ImplicitVI:
                                            float(options.get("scale", 1.0)))
         schedule = "geometric" if "geo" in words else "linear"
         model = ivi.JCAdv(**common, loss="ali", likelihood=generator, data_instance_noise=float(options.get("xn", 0.0)),
-                          instance_noise_steps=int(options.get("xns", 0)), instance_noise_schedule=schedule)
+                          instance_noise_steps=int(options.get("xns", 0)), instance_noise_schedule=schedule,
+                          r1_penalty=float(options.get("r1", 0.0)))
         if "mo" in words:  # built after the model, so every other network starts as without it
             model.discriminator = ivi.nets.Discriminator(2, 2, MAXOUT_HIDDEN, maxout_pieces=MAXOUT_PIECES)
         return model

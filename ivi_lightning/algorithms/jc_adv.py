@@ -19,9 +19,20 @@ from ivi_lightning.algorithms.joint_discriminator import (
 )
 from ivi_lightning.data import Simulations
 from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob, require_log_prob
-from ivi_lightning.estimators import forward_kl_encoder_loss, gan_generator_loss, ratio_accuracy, ratio_loss
+from ivi_lightning.estimators import (
+    forward_kl_encoder_loss,
+    gan_generator_loss,
+    joint_gradient_penalty,
+    ratio_accuracy,
+    ratio_loss,
+)
 
 LOSSES = ("kl", "forward_kl", "ali", "bigan")
+
+
+def is_nonnegative_number(value: Any) -> bool:
+    """Whether ``value`` is a finite ``int`` or ``float`` ≥ 0 (not a ``bool``)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < math.inf
 
 
 def check_instance_noise(stds: Dict[str, Any], steps: Any, schedule: Any = "linear") -> None:
@@ -29,7 +40,7 @@ def check_instance_noise(stds: Dict[str, Any], steps: Any, schedule: Any = "line
     no positive whole ``instance_noise_steps``, or an unknown ``instance_noise_schedule``."""
     check_schedule(schedule)
     for name, std in stds.items():
-        if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 <= std < math.inf:
+        if not is_nonnegative_number(std):
             raise ValueError(f"{name} is a standard deviation, ≥ 0 (0: none), got {std!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"instance_noise_steps must be a whole number of optimizer steps ≥ 0, got {steps!r}")
@@ -86,6 +97,10 @@ class JCAdv(ImplicitVI):
             ``"geometric"`` (by the same factor every step, to 1% of its first value at
             ``instance_noise_steps``, then held: as many steps at every scale of the blur; see
             :func:`~ivi_lightning.algorithms.joint_discriminator.instance_noise_std`).
+        r1_penalty: weight ``γ ≥ 0`` of R1's gradient penalty, ``γ/2 · E‖∇_{x,z} T‖²`` at the
+            encoder's (blurred) joints, added to the discriminator's loss
+            (:func:`~ivi_lightning.estimators.joint_gradient_penalty`): a flat ``T`` around the
+            data keeps a learned generator from being pushed off the modes it holds; ``0``: none.
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
 
@@ -101,12 +116,15 @@ class JCAdv(ImplicitVI):
         instance_noise_steps: int = 0,
         data_instance_noise: float = 0.0,
         instance_noise_schedule: str = "linear",
+        r1_penalty: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         noise = {"instance_noise": instance_noise, "data_instance_noise": data_instance_noise}
         check_instance_noise(noise, instance_noise_steps, instance_noise_schedule)
+        if not is_nonnegative_number(r1_penalty):
+            raise ValueError(f"r1_penalty is a weight, ≥ 0 (0: none; e.g. 0.1), got {r1_penalty!r}")
         super().__init__(aux_steps=aux_steps, **kwargs)
         # An attribute, not only an hparam: subclasses fix the loss and the CLI records only their own
         # arguments.
@@ -152,8 +170,11 @@ class JCAdv(ImplicitVI):
         return [self.discriminator]
 
     def discriminator_penalty(self, x: Tensor, z_q: Tensor) -> Tensor:
-        """Extra term of the discriminator's loss at encoder joints; none here (see JCHybrid)."""
-        return torch.zeros((), device=x.device)
+        """R1's ``γ/2 · E‖∇_{x,z} T‖²`` at the encoder joints ``(x, z_q)`` (``r1_penalty = γ``)."""
+        gamma = self.hparams.get("r1_penalty", 0.0)  # absent from older checkpoints
+        if gamma == 0:
+            return torch.zeros((), device=x.device)
+        return 0.5 * gamma * joint_gradient_penalty(self.discriminator, x, z_q)
 
     def discriminator_step(
         self, x: Tensor, optimizer: Any, model_joint: Optional[Tuple[Tensor, Tensor]] = None

@@ -99,8 +99,8 @@ class JCAdv(ImplicitVI):
             :func:`~ivi_lightning.algorithms.joint_discriminator.instance_noise_std`).
         r1_penalty: weight ``γ ≥ 0`` of R1's gradient penalty, ``γ/2 · E‖∇_{x,z} T‖²`` at the
             encoder's (blurred) joints, added to the discriminator's loss
-            (:func:`~ivi_lightning.estimators.joint_gradient_penalty`): a flat ``T`` around the
-            data keeps a learned generator from being pushed off the modes it holds; ``0``: none.
+            (:func:`~ivi_lightning.estimators.joint_gradient_penalty`): ``T`` kept flat around the
+            data damps the oscillation of a learned generator around the modes; ``0``: none.
         **kwargs: see :class:`~ivi_lightning.algorithms.base.ImplicitVI`.
     """
 

@@ -28,7 +28,9 @@ sample or two does not fake. Variants (``--variants``):
 
 One CPU thread; ``--steps`` counts optimizer steps (``aux + 1`` per model update); each seed seeds
 the data, the networks and the training. The final scores are taken after ``fit`` (with ``ema``,
-of the averaged weights); those along the way (``--every``) of the current weights.
+of the averaged weights); those along the way (``--every``) of the current weights. With
+``--oversampling k …`` the final model is also scored on ``JCAdv.sample_model_resampled(2500, k)``:
+``k · 2,500`` model samples resampled by the discriminator's ratio (one summary row per ``k``).
 
     OMP_NUM_THREADS=1 python benchmarks/mixtures.py --datasets ring grid --variants ali "ali m=4" --seeds 0 1 2 3 4
 """
@@ -40,7 +42,7 @@ import logging
 import statistics
 import time
 import warnings
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -106,8 +108,9 @@ class Score(pl.Callback):
             self.score(trainer, model)
 
 
-def run(dataset: str, variant: str, seed: int, steps: int, every: int) -> Dict:
-    """Train ``variant`` on ``dataset`` with ``seed`` for ``steps`` optimizer steps."""
+def run(dataset: str, variant: str, seed: int, steps: int, every: int, oversampling: Sequence[int] = ()) -> Dict:
+    """Train ``variant`` on ``dataset`` with ``seed`` for ``steps`` optimizer steps; score the final
+    model's samples, and its resampled samples at each factor in ``oversampling``."""
     pl.seed_everything(seed, verbose=False)
     batch_size = int(variant_options(variant).get("bs", 256))
     data = Toy2DDataModule(dataset, num_samples=20000, batch_size=batch_size, seed=seed)
@@ -124,16 +127,22 @@ def run(dataset: str, variant: str, seed: int, steps: int, every: int) -> Dict:
     start = time.perf_counter()
     trainer.fit(model, data)
     score.score(trainer, model)  # after fit: with EMA, its averaged weights
-    return {"dataset": dataset, "variant": variant, "seed": seed, "curve": score.curve,
-            "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    with torch.no_grad():  # after the plain score, so the plain rows do not depend on --oversampling
+        resampled = {k: mode_coverage(model.sample_model_resampled(PROTOCOL_SAMPLES, k)[0], score.modes, score.std)
+                     for k in oversampling}
+    return {"dataset": dataset, "variant": variant, "seed": seed, "curve": score.curve, "resampled": resampled,
+            "seconds": seconds}
 
 
-def summary(rows: List[Dict], total: int) -> str:
-    """``mean ± std`` over seeds of the final scores, and how many seeds covered every mode."""
-    finals = [row["curve"][-1][1] for row in rows]
+def summary(rows: List[Dict], total: int, oversampling: Optional[int] = None) -> str:
+    """``mean ± std`` over seeds of the final scores (of the samples resampled at ``oversampling``,
+    if given), and how many seeds covered every mode."""
+    finals = [row["curve"][-1][1] if oversampling is None else row["resampled"][oversampling] for row in rows]
+    variant = rows[0]["variant"] + ("" if oversampling is None else f", resampled ×{oversampling}")
     cell = lambda key, f: f"{f(statistics.mean(m[key] for m in finals))} ± {f(statistics.pstdev(m[key] for m in finals))}"
     every = sum(m["modes"] == total for m in finals)
-    return (f"| {rows[0]['dataset']} ({total}) | {rows[0]['variant']} | {len(rows)} | {cell('modes', lambda v: f'{v:.1f}')} | "
+    return (f"| {rows[0]['dataset']} ({total}) | {variant} | {len(rows)} | {cell('modes', lambda v: f'{v:.1f}')} | "
             f"{every}/{len(rows)} | {cell('well_covered', lambda v: f'{v:.1f}')} | {cell('high_quality', lambda v: f'{100 * v:.1f}%')} | {cell('kl_to_uniform', lambda v: f'{v:.3f}')} | "
             f"{statistics.mean(r['seconds'] for r in rows):.0f} |")
 
@@ -145,6 +154,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--steps", type=int, default=12000, help="optimizer steps per run (two per model update)")
     parser.add_argument("--every", type=int, default=3000, help="also score every this many optimizer steps")
+    parser.add_argument("--oversampling", nargs="*", type=int, default=[],
+                        help="also score the final model's samples resampled by the discriminator at these factors")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = []
@@ -153,18 +164,21 @@ def main() -> None:
     for dataset in args.datasets:
         for variant in args.variants:
             for seed in args.seeds:
-                row = run(dataset, variant, seed, args.steps, args.every)
+                row = run(dataset, variant, seed, args.steps, args.every, args.oversampling)
                 results.append(row)
                 curve = ", ".join(f"{step}: {int(m['modes'])}, {m['high_quality']:.0%}" for step, m in row["curve"])
                 last = row["curve"][-1][1]
                 print(f"| {dataset} | {variant} | {seed} | {curve} | {int(last['well_covered'])} | {last['high_quality']:.1%} | {last['kl_to_uniform']:.3f} | {row['seconds']:.0f} |", flush=True)
+                for k, m in row["resampled"].items():
+                    print(f"| {dataset} | {variant}, resampled ×{k} | {seed} | end: {int(m['modes'])}, {m['high_quality']:.0%} | {int(m['well_covered'])} | {m['high_quality']:.1%} | {m['kl_to_uniform']:.3f} | |", flush=True)
     print(f"\n{args.steps} optimizer steps; mean ± std over seeds of the final scores ({PROTOCOL_SAMPLES} samples)\n")
     print("| data | variant | seeds | modes covered | seeds with every mode | modes well covered | high-quality samples | KL to uniform | train s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for dataset in args.datasets:
         for variant in args.variants:
             rows = [r for r in results if r["dataset"] == dataset and r["variant"] == variant]
-            print(summary(rows, len(mixture_modes(dataset)[0])))
+            for oversampling in [None, *args.oversampling]:
+                print(summary(rows, len(mixture_modes(dataset)[0]), oversampling))
 
 
 if __name__ == "__main__":

@@ -251,6 +251,24 @@ def joint_gradient_penalty(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, z:
     return (grad_x.pow(2).flatten(1).sum(1) + grad_z.pow(2).flatten(1).sum(1)).mean()
 
 
+def importance_resample(log_weights: Tensor, num_samples: int) -> Tensor:
+    """Indices of ``num_samples`` draws with replacement, ``i`` with probability ``∝ exp(log_weights[i])``.
+
+    Sampling-importance-resampling (Rubin, 1988): from ``N`` proposals of ``p`` with
+    ``log_weights ≈ log q/p`` (up to a constant), the kept proposals are approximately samples of
+    ``q``, the better the larger ``N`` against ``num_samples``. Where ``p`` never proposes, nothing
+    of ``q`` comes back.
+
+    Args:
+        log_weights: ``[N]`` unnormalised log importance weights (``−inf``: weight 0), not all ``−inf``.
+        num_samples: how many indices to draw, ``≥ 1``.
+
+    >>> importance_resample(torch.tensor([0.0, -math.inf, 50.0]), 4).tolist()  # all but certain
+    [2, 2, 2, 2]
+    """
+    return torch.multinomial(torch.softmax(log_weights.detach().double(), 0), num_samples, replacement=True)
+
+
 def scaled_denoising_loss(denoised: Tensor, clean: Tensor, noise_std: Union[float, Tensor]) -> Tensor:
     """:func:`denoising_loss` in units of the corruption level: ``E ‖(F(ũ) − u)/σ‖²``.
 

@@ -23,6 +23,7 @@ from pytorch_lightning.cli import LightningCLI
 
 from ivi_lightning import algorithms
 from ivi_lightning.algorithms import ImplicitVI
+from ivi_lightning.algorithms.contracts import PART_NAMES
 from ivi_lightning.checkpoint import read_checkpoint
 from ivi_lightning.cli_errors import one_line_errors
 from ivi_lightning.resume import (
@@ -80,6 +81,14 @@ class IVICLI(LightningCLI):
             for key, value in missing.items():
                 node[f"model.init_args.{key}"] = value
 
+    def instantiate_classes(self) -> None:
+        """Instantiate as LightningCLI does, then record the config of every part the config names by
+        class (:func:`record_part_configs`), so that the checkpoints can rebuild it."""
+        super().instantiate_classes()
+        subcommand = self.config.get("subcommand")
+        node = self.config[subcommand] if subcommand else self.config
+        record_part_configs(self.model, node.model.init_args)
+
     def before_fit(self) -> None:
         """Refuse, before the loggers write anything, a Trainer one of whose callbacks cannot run
         (those with a ``check_trainer(trainer)`` method, e.g. ``LinearLRDecay`` without ``max_steps``)."""
@@ -103,6 +112,25 @@ class IVICLI(LightningCLI):
         if found is None:
             raise no_last_checkpoint(roots, dirs)
         return found
+
+
+def record_part_configs(model: pl.LightningModule, init_args: Any) -> None:
+    """Add to ``model.hparams`` the config of each part (``PART_NAMES``) that ``init_args`` gives by
+    class, e.g. ``likelihood: {class_path: ivi_lightning.ImplicitLikelihood, init_args: {...}}``.
+
+    The algorithms leave their parts out of their hyperparameters, since a part given in Python is
+    an object, not a setting. A part the config names by class is a setting: recorded, it goes into
+    every checkpoint, and ``JCAdv.load_from_checkpoint(path)`` rebuilds it as Lightning rebuilds a
+    CLI-built model; without it the part would come back as the algorithm's default network.
+
+    Args:
+        model: the algorithm the CLI built.
+        init_args: the config's ``model.init_args`` (a jsonargparse ``Namespace``).
+    """
+    for name in PART_NAMES:
+        part = init_args.get(name)
+        if part is not None and part.get("class_path"):
+            model.hparams[name] = part.as_dict()
 
 
 def refuse_unknown_algorithm(tokens: List[str]) -> None:

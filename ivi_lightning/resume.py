@@ -90,8 +90,9 @@ def _model_keys_of(source: str, model_file: bool) -> Set[str]:
 
 
 def _plain(value: Any) -> Any:
-    """``value`` as JSON would hold it (tuples as lists), for comparing a config with a checkpoint."""
-    return json.loads(json.dumps(value, default=str))
+    """``value`` as JSON would hold it (tuples as lists, a config's ``Namespace`` as a dict), for
+    comparing a config with a checkpoint."""
+    return json.loads(json.dumps(value, default=lambda v: v.as_dict() if hasattr(v, "as_dict") else str(v)))
 
 
 def _show(value: Any) -> str:

@@ -252,21 +252,34 @@ def joint_gradient_penalty(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, z:
 
 
 def importance_resample(log_weights: Tensor, num_samples: int) -> Tensor:
-    """Indices of ``num_samples`` draws with replacement, ``i`` with probability ``∝ exp(log_weights[i])``.
+    """Indices of ``num_samples`` distinct proposals, drawn with probability ``∝ exp(log_weights)``.
 
     Sampling-importance-resampling (Rubin, 1988): from ``N`` proposals of ``p`` with
     ``log_weights ≈ log q/p`` (up to a constant), the kept proposals are approximately samples of
-    ``q``, the better the larger ``N`` against ``num_samples``. Where ``p`` never proposes, nothing
-    of ``q`` comes back.
+    ``q``, the better the larger ``N`` against ``num_samples``. They are drawn without replacement
+    (Gumbel-top-k: the ``num_samples`` largest ``log_weights + Gumbel noise``), as Gelman et al.'s
+    *Bayesian Data Analysis* advises: a proposal whose weight is overestimated, as a
+    discriminator's extrapolated ratio can be, is kept once rather than filling the sample with
+    copies of itself. Where ``p`` never proposes, nothing of ``q`` comes back.
 
     Args:
-        log_weights: ``[N]`` unnormalised log importance weights (``−inf``: weight 0), not all ``−inf``.
-        num_samples: how many indices to draw, ``≥ 1``.
+        log_weights: ``[N]`` unnormalised log importance weights (``−inf``: weight 0).
+        num_samples: how many proposals to keep; at most the number with a positive weight.
 
-    >>> importance_resample(torch.tensor([0.0, -math.inf, 50.0]), 4).tolist()  # all but certain
-    [2, 2, 2, 2]
+    >>> sorted(importance_resample(torch.tensor([0.0, -math.inf, 50.0, 1.0]), 3).tolist())
+    [0, 2, 3]
     """
-    return torch.multinomial(torch.softmax(log_weights.detach().double(), 0), num_samples, replacement=True)
+    log_weights = log_weights.detach().flatten()
+    if torch.isnan(log_weights).any() or (log_weights == math.inf).any():
+        raise ValueError("importance_resample needs log weights that are finite or −inf (weight 0), got NaN or +inf")
+    candidates = int(torch.isfinite(log_weights).sum()) if num_samples > 0 else 0
+    if not 0 < num_samples <= candidates:
+        raise ValueError(
+            f"importance_resample keeps num_samples distinct proposals of positive weight: asked for "
+            f"{num_samples}, of {candidates} such proposals (of {log_weights.numel()}); draw more proposals"
+        )
+    gumbel = -torch.empty_like(log_weights, dtype=torch.float64).exponential_().log()
+    return torch.topk(log_weights.double() + gumbel, num_samples).indices
 
 
 def scaled_denoising_loss(denoised: Tensor, clean: Tensor, noise_std: Union[float, Tensor]) -> Tensor:

@@ -15,18 +15,37 @@ from ivi_lightning.evaluation.modes import mixture_modes, mode_coverage
 
 def test_resampling_normal_proposals_by_a_gaussian_ratio_gives_the_target():
     torch.manual_seed(0)
-    x = torch.randn(400_000)  # p = N(0, 1)
+    x = torch.randn(4_000_000)  # p = N(0, 1); 1,000 proposals per kept one
     mean = 1.5
     log_ratio = mean * x - mean**2 / 2  # log N(x; 1.5, 1) − log N(x; 0, 1)
-    kept = x[importance_resample(log_ratio, 20_000)]
-    assert kept.mean().item() == pytest.approx(mean, abs=0.04)
-    assert kept.std().item() == pytest.approx(1.0, abs=0.04)
+    kept = importance_resample(log_ratio, 4000)
+    assert len(set(kept.tolist())) == 4000  # distinct proposals
+    assert x[kept].mean().item() == pytest.approx(mean, abs=0.05)
+    assert x[kept].std().item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_an_overestimated_weight_is_kept_once_not_copied():
+    log_weights = torch.zeros(1000)
+    log_weights[7] = 50.0  # e.g. a discriminator extrapolating far from its data
+    kept = importance_resample(log_weights, 100).tolist()
+    assert kept.count(7) == 1 and len(set(kept)) == 100
 
 
 def test_proposals_of_zero_weight_are_never_kept():
-    log_weights = torch.tensor([0.0, -math.inf, 1.0, -math.inf])
-    kept = importance_resample(log_weights, 1000)
-    assert set(kept.tolist()) == {0, 2}
+    log_weights = torch.tensor([0.0, -math.inf, 1.0, -math.inf, 3.0])
+    for _ in range(20):
+        assert set(importance_resample(log_weights, 2).tolist()) <= {0, 2, 4}
+
+
+@pytest.mark.parametrize("log_weights, num_samples, message", [
+    (torch.tensor([0.0, -math.inf]), 2, "asked for 2, of 1 such proposals"),
+    (torch.zeros(3), 0, "asked for 0"),
+    (torch.tensor([0.0, math.nan]), 1, "got NaN or"),
+    (torch.tensor([0.0, math.inf]), 1, r"got NaN or \+inf"),
+])
+def test_impossible_resampling_is_refused(log_weights, num_samples, message):
+    with pytest.raises(ValueError, match=message):
+        importance_resample(log_weights, num_samples)
 
 
 class ShiftedNormalRatio(nn.Module):
@@ -55,11 +74,11 @@ def _model(discriminator=None, **options):
 def test_resampled_model_joints_follow_the_discriminators_ratio_and_stay_joints():
     model = _model(ShiftedNormalRatio(1.0))
     torch.manual_seed(0)
-    x, z = model.sample_model_resampled(20_000, oversampling_factor=32)
-    assert x.shape == z.shape == (20_000, 2)
+    x, z = model.sample_model_resampled(2000, oversampling_factor=500)
+    assert x.shape == z.shape == (2000, 2)
     assert torch.equal(x, 2 * z)  # each kept x with its own z
-    assert z[:, 0].mean().item() == pytest.approx(1.0, abs=0.05)  # the prior N(0, I) moved by exp T
-    assert z[:, 1].mean().item() == pytest.approx(0.0, abs=0.05)  # where T is flat, nothing moves
+    assert z[:, 0].mean().item() == pytest.approx(1.0, abs=0.08)  # the prior N(0, I) moved by exp T
+    assert z[:, 1].mean().item() == pytest.approx(0.0, abs=0.08)  # where T is flat, nothing moves
 
 
 def test_an_oversampling_factor_of_one_is_plain_sampling():

@@ -212,7 +212,7 @@ class JCAdv(ImplicitVI):
         """Model joints ``(x, z)`` moved towards the encoder's joint ``q(x, z)`` by the discriminator.
 
         Draws ``oversampling_factor · num_samples`` joints of ``p(z) p(x|z)`` and keeps
-        ``num_samples`` of them, each drawn with probability ``∝ exp T(x, z) ≈ q(x, z) / p(x, z)``
+        ``num_samples`` distinct ones, drawn with probability ``∝ exp T(x, z) ≈ q(x, z) / p(x, z)``
         (sampling-importance-resampling, :func:`~ivi_lightning.estimators.importance_resample`).
         The ``x`` of ``q``'s joint is the data, so a learned model's samples come back closer to
         the data: fewer between modes, and modes the model samples too rarely get their share. A

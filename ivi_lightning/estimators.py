@@ -271,7 +271,7 @@ def importance_resample(log_weights: Tensor, num_samples: int) -> Tensor:
     """
     log_weights = log_weights.detach().flatten()
     if torch.isnan(log_weights).any() or (log_weights == math.inf).any():
-        raise ValueError("importance_resample needs log weights that are finite or −inf (weight 0), got NaN or +inf")
+        raise ValueError("importance_resample needs log weights finite or −inf (weight 0), got NaN or +inf")
     candidates = int(torch.isfinite(log_weights).sum()) if num_samples > 0 else 0
     if not 0 < num_samples <= candidates:
         raise ValueError(

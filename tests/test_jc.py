@@ -77,6 +77,12 @@ def test_bad_inputs_get_clear_errors():
         ivi.JCHybrid(latent_dim=2, data_shape=2, mix=1.5, learn_model=False)
 
 
+@pytest.mark.parametrize("penalty", [-0.1, float("inf"), float("nan"), True, "0.1"])
+def test_bad_score_penalty_is_refused(penalty):
+    with pytest.raises(ValueError, match=r"score_penalty is a weight, ≥ 0 \(0: none; e.g. 0.1\), got"):
+        ivi.JCHybrid(latent_dim=2, data_shape=2, score_penalty=penalty, learn_model=False)
+
+
 class LinearGaussianEncoder(nn.Module):
     """q(z|x) = N(a x, s²), fixed."""
 

@@ -2,12 +2,14 @@
 their checks, and the default networks they size.
 
 * :func:`check_hyperparameters`: the first one out of its range, named.
+* :func:`is_nonnegative_number`: a weight or a standard deviation.
 * :func:`default_network`: a network of the algorithm's ``architecture``, sized to its data and latent.
 * :func:`context_network`: an MLP that takes a location–scale encoder's ``cat(μ, log σ)`` for ``x``.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from torch import nn
@@ -18,6 +20,15 @@ from ivi_lightning.shapes import as_shape
 from ivi_lightning.training.nonfinite import NONFINITE_ACTIONS
 
 LIKELIHOOD_FAMILIES = (None, "bernoulli", "gaussian")
+
+
+def is_nonnegative_number(value: Any) -> bool:
+    """Whether ``value`` is a finite ``int`` or ``float`` ≥ 0 (not a ``bool``): a weight or a std.
+
+    >>> [is_nonnegative_number(v) for v in (0, 0.1, -1, float("inf"), float("nan"), True, "1")]
+    [True, True, False, False, False, False, False]
+    """
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < math.inf
 
 
 def check_hyperparameters(hparams: Mapping[str, Any]) -> None:

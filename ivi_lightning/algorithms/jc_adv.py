@@ -3,13 +3,13 @@ See the docs' Concepts page (``docs/concepts.md``), "JCAdv"."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
+from ivi_lightning.algorithms.hyperparameters import is_nonnegative_number
 from ivi_lightning.algorithms.joint_discriminator import (
     PackedDiscriminator,
     add_noise,
@@ -30,11 +30,6 @@ from ivi_lightning.estimators import (
 )
 
 LOSSES = ("kl", "forward_kl", "ali", "bigan")
-
-
-def is_nonnegative_number(value: Any) -> bool:
-    """Whether ``value`` is a finite ``int`` or ``float`` ≥ 0 (not a ``bool``)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < math.inf
 
 
 def check_instance_noise(stds: Dict[str, Any], steps: Any, schedule: Any = "linear") -> None:

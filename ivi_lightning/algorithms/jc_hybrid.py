@@ -9,6 +9,7 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ivi_lightning.algorithms.hyperparameters import is_nonnegative_number
 from ivi_lightning.algorithms.jc_den import JCDen
 from ivi_lightning.algorithms.joint_discriminator import discriminator_updates
 from ivi_lightning.estimators import input_gradient, score_surrogate
@@ -41,8 +42,8 @@ class JCHybrid(JCDen):
     ) -> None:
         if not 0.0 <= mix <= 1.0:
             raise ValueError(f"mix is a weight in [0, 1], got {mix}")
-        if score_penalty < 0:
-            raise ValueError(f"score_penalty must be non-negative, got {score_penalty}")
+        if not is_nonnegative_number(score_penalty):
+            raise ValueError(f"score_penalty is a weight, ≥ 0 (0: none; e.g. 0.1), got {score_penalty!r}")
         super().__init__(**kwargs)
         self.discriminator = (
             discriminator if discriminator is not None else self.build_network("discriminator")

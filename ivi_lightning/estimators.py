@@ -251,16 +251,35 @@ def joint_gradient_penalty(fn: Callable[[Tensor, Tensor], Tensor], x: Tensor, z:
     return (grad_x.pow(2).flatten(1).sum(1) + grad_z.pow(2).flatten(1).sum(1)).mean()
 
 
+def gumbel_keys(log_weights: Tensor) -> Tensor:
+    """``log_weights + G``, ``G`` standard Gumbel noise (float64): the ``n`` largest keys index ``n``
+    distinct draws with probability ``∝ exp(log_weights)``, without replacement (Gumbel-top-k).
+
+    Keys of separate batches of proposals compare with each other, so the ``n`` best of several
+    batches are the ``n`` best of their union: the draw can run batch by batch in bounded memory.
+
+    Args:
+        log_weights: unnormalised log weights, finite or ``−inf`` (weight 0).
+
+    >>> gumbel_keys(torch.tensor([0.0, -math.inf]))[1].item()
+    -inf
+    """
+    log_weights = log_weights.detach()
+    if torch.isnan(log_weights).any() or (log_weights == math.inf).any():
+        raise ValueError("resampling needs log weights finite or −inf (weight 0), got NaN or +inf")
+    return log_weights.double() - torch.empty_like(log_weights, dtype=torch.float64).exponential_().log()
+
+
 def importance_resample(log_weights: Tensor, num_samples: int) -> Tensor:
     """Indices of ``num_samples`` distinct proposals, drawn with probability ``∝ exp(log_weights)``.
 
     Sampling-importance-resampling (Rubin, 1988): from ``N`` proposals of ``p`` with
     ``log_weights ≈ log q/p`` (up to a constant), the kept proposals are approximately samples of
     ``q``, the better the larger ``N`` against ``num_samples``. They are drawn without replacement
-    (Gumbel-top-k: the ``num_samples`` largest ``log_weights + Gumbel noise``), as Gelman et al.'s
-    *Bayesian Data Analysis* advises: a proposal whose weight is overestimated, as a
-    discriminator's extrapolated ratio can be, is kept once rather than filling the sample with
-    copies of itself. Where ``p`` never proposes, nothing of ``q`` comes back.
+    (:func:`gumbel_keys`), as Gelman et al.'s *Bayesian Data Analysis* advises: a proposal whose
+    weight is overestimated, as a discriminator's extrapolated ratio can be, is kept once rather
+    than filling the sample with copies of itself. Where ``p`` never proposes, nothing of ``q``
+    comes back.
 
     Args:
         log_weights: ``[N]`` unnormalised log importance weights (``−inf``: weight 0).
@@ -269,17 +288,14 @@ def importance_resample(log_weights: Tensor, num_samples: int) -> Tensor:
     >>> sorted(importance_resample(torch.tensor([0.0, -math.inf, 50.0, 1.0]), 3).tolist())
     [0, 2, 3]
     """
-    log_weights = log_weights.detach().flatten()
-    if torch.isnan(log_weights).any() or (log_weights == math.inf).any():
-        raise ValueError("importance_resample needs log weights finite or −inf (weight 0), got NaN or +inf")
-    candidates = int(torch.isfinite(log_weights).sum()) if num_samples > 0 else 0
+    keys = gumbel_keys(log_weights.flatten())
+    candidates = int(torch.isfinite(keys).sum()) if num_samples > 0 else 0
     if not 0 < num_samples <= candidates:
         raise ValueError(
             f"importance_resample keeps num_samples distinct proposals of positive weight: asked for "
-            f"{num_samples}, of {candidates} such proposals (of {log_weights.numel()}); draw more proposals"
+            f"{num_samples}, of {candidates} such proposals (of {keys.numel()}); draw more proposals"
         )
-    gumbel = -torch.empty_like(log_weights, dtype=torch.float64).exponential_().log()
-    return torch.topk(log_weights.double() + gumbel, num_samples).indices
+    return torch.topk(keys, num_samples).indices
 
 
 def scaled_denoising_loss(denoised: Tensor, clean: Tensor, noise_std: Union[float, Tensor]) -> Tensor:

@@ -23,7 +23,7 @@ from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob, requi
 from ivi_lightning.estimators import (
     forward_kl_encoder_loss,
     gan_generator_loss,
-    importance_resample,
+    gumbel_keys,
     joint_gradient_penalty,
     ratio_accuracy,
     ratio_loss,
@@ -208,7 +208,9 @@ class JCAdv(ImplicitVI):
 
         Draws ``oversampling_factor · num_samples`` joints of ``p(z) p(x|z)`` and keeps
         ``num_samples`` distinct ones, drawn with probability ``∝ exp T(x, z) ≈ q(x, z) / p(x, z)``
-        (sampling-importance-resampling, :func:`~ivi_lightning.estimators.importance_resample`).
+        (sampling-importance-resampling, :func:`~ivi_lightning.estimators.importance_resample`,
+        run batch by batch: ``oversampling_factor`` draws of ``num_samples`` joints, so the memory
+        is that of two plain draws).
         The ``x`` of ``q``'s joint is the data, so a learned model's samples come back closer to
         the data: fewer between modes, and modes the model samples too rarely get their share. A
         mode the model never samples stays lost; the correction is only as good as ``T``.
@@ -242,9 +244,16 @@ class JCAdv(ImplicitVI):
             )
         if oversampling_factor == 1:
             return self.sample_model(num_samples)
-        x, z = self.sample_model(oversampling_factor * num_samples)
-        keep = importance_resample(self.discriminator(x, z).flatten(), num_samples)
-        return x[keep], z[keep]
+        # Batch by batch, keeping the best Gumbel keys so far: the memory of two plain draws.
+        x, z = self.sample_model(num_samples)
+        keys = gumbel_keys(self.discriminator(x, z).flatten())
+        for _ in range(oversampling_factor - 1):
+            x_new, z_new = self.sample_model(num_samples)
+            keys_new = gumbel_keys(self.discriminator(x_new, z_new).flatten())
+            x, z, keys = torch.cat([x, x_new]), torch.cat([z, z_new]), torch.cat([keys, keys_new])
+            best = keys.topk(num_samples).indices
+            x, z, keys = x[best], z[best], keys[best]
+        return x, z
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """On held-out simulated pairs: how well ``T`` still tells the encoder's joints from the pairs.

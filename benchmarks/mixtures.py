@@ -30,7 +30,9 @@ One CPU thread; ``--steps`` counts optimizer steps (``aux + 1`` per model update
 the data, the networks and the training. The final scores are taken after ``fit`` (with ``ema``,
 of the averaged weights); those along the way (``--every``) of the current weights. With
 ``--oversampling k …`` the final model is also scored on ``JCAdv.sample_model_resampled(2500, k)``:
-``k · 2,500`` model samples resampled by the discriminator's ratio (one summary row per ``k``).
+``k · 2,500`` model samples resampled by the discriminator's ratio (one summary row per ``k``);
+with ``--resample-along`` also every ``--every`` steps (drawn on a forked random stream, so the
+training and the plain scores are those of a run without it).
 
     OMP_NUM_THREADS=1 python benchmarks/mixtures.py --datasets ring grid --variants ali "ali m=4" --seeds 0 1 2 3 4
 """
@@ -94,9 +96,11 @@ def build(variant: str) -> ivi.ImplicitVI:
 class Score(pl.Callback):
     """Scores ``PROTOCOL_SAMPLES`` model samples every ``every`` optimizer steps (and at the end)."""
 
-    def __init__(self, dataset: str, every: int) -> None:
+    def __init__(self, dataset: str, every: int, resample_along: Sequence[int] = ()) -> None:
         self.modes, self.std = mixture_modes(dataset)
         self.every, self.curve = every, []  # type: ignore[var-annotated]
+        self.resample_along = resample_along
+        self.resampled_curve: Dict[int, List] = {k: [] for k in resample_along}
 
     @torch.no_grad()
     def score(self, trainer: pl.Trainer, model: ivi.ImplicitVI) -> None:
@@ -106,16 +110,21 @@ class Score(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, model: ivi.ImplicitVI, *args) -> None:
         if trainer.global_step % self.every == 0 and trainer.global_step < trainer.max_steps:
             self.score(trainer, model)
+            with torch.no_grad(), torch.random.fork_rng():  # leaves the training's random stream as it was
+                for k in self.resample_along:
+                    x = model.sample_model_resampled(PROTOCOL_SAMPLES, k)[0]
+                    self.resampled_curve[k].append((trainer.global_step, mode_coverage(x, self.modes, self.std)))
 
 
-def run(dataset: str, variant: str, seed: int, steps: int, every: int, oversampling: Sequence[int] = ()) -> Dict:
+def run(dataset: str, variant: str, seed: int, steps: int, every: int, oversampling: Sequence[int] = (),
+        resample_along: bool = False) -> Dict:
     """Train ``variant`` on ``dataset`` with ``seed`` for ``steps`` optimizer steps; score the final
     model's samples, and its resampled samples at each factor in ``oversampling``."""
     pl.seed_everything(seed, verbose=False)
     batch_size = int(variant_options(variant).get("bs", 256))
     data = Toy2DDataModule(dataset, num_samples=20000, batch_size=batch_size, seed=seed)
     model = build(variant)
-    score = Score(dataset, every)
+    score = Score(dataset, every, oversampling if resample_along else ())
     callbacks: List[pl.Callback] = [score]
     if "ema" in variant.split():  # Lightning's EMA of the weights, swapped in when training ends
         callbacks.append(pl.callbacks.EMAWeightAveraging(decay=EMA_DECAY))
@@ -132,7 +141,7 @@ def run(dataset: str, variant: str, seed: int, steps: int, every: int, oversampl
         resampled = {k: mode_coverage(model.sample_model_resampled(PROTOCOL_SAMPLES, k)[0], score.modes, score.std)
                      for k in oversampling}
     return {"dataset": dataset, "variant": variant, "seed": seed, "curve": score.curve, "resampled": resampled,
-            "seconds": seconds}
+            "resampled_curve": score.resampled_curve, "seconds": seconds}
 
 
 def summary(rows: List[Dict], total: int, oversampling: Optional[int] = None) -> str:
@@ -156,6 +165,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=3000, help="also score every this many optimizer steps")
     parser.add_argument("--oversampling", nargs="*", type=int, default=[],
                         help="also score the final model's samples resampled by the discriminator at these factors")
+    parser.add_argument("--resample-along", action="store_true",
+                        help="score the resampled samples every --every steps too (training unchanged)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = []
@@ -164,13 +175,15 @@ def main() -> None:
     for dataset in args.datasets:
         for variant in args.variants:
             for seed in args.seeds:
-                row = run(dataset, variant, seed, args.steps, args.every, args.oversampling)
+                row = run(dataset, variant, seed, args.steps, args.every, args.oversampling, args.resample_along)
                 results.append(row)
                 curve = ", ".join(f"{step}: {int(m['modes'])}, {m['high_quality']:.0%}" for step, m in row["curve"])
                 last = row["curve"][-1][1]
                 print(f"| {dataset} | {variant} | {seed} | {curve} | {int(last['well_covered'])} | {last['high_quality']:.1%} | {last['kl_to_uniform']:.3f} | {row['seconds']:.0f} |", flush=True)
                 for k, m in row["resampled"].items():
-                    print(f"| {dataset} | {variant}, resampled ×{k} | {seed} | end: {int(m['modes'])}, {m['high_quality']:.0%} | {int(m['well_covered'])} | {m['high_quality']:.1%} | {m['kl_to_uniform']:.3f} | |", flush=True)
+                    along = "".join(f"{step}: {int(a['modes'])}, {a['high_quality']:.0%}, "
+                                    for step, a in row["resampled_curve"].get(k, []))
+                    print(f"| {dataset} | {variant}, resampled ×{k} | {seed} | {along}end: {int(m['modes'])}, {m['high_quality']:.0%} | {int(m['well_covered'])} | {m['high_quality']:.1%} | {m['kl_to_uniform']:.3f} | |", flush=True)
     print(f"\n{args.steps} optimizer steps; mean ± std over seeds of the final scores ({PROTOCOL_SAMPLES} samples)\n")
     print("| data | variant | seeds | modes covered | seeds with every mode | modes well covered | high-quality samples | KL to uniform | train s |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -99,7 +99,6 @@ class Score(pl.Callback):
     def __init__(self, dataset: str, every: int, resample_along: Sequence[int] = ()) -> None:
         self.modes, self.std = mixture_modes(dataset)
         self.every, self.curve = every, []  # type: ignore[var-annotated]
-        self.resample_along = resample_along
         self.resampled_curve: Dict[int, List] = {k: [] for k in resample_along}
 
     @torch.no_grad()
@@ -107,13 +106,18 @@ class Score(pl.Callback):
         x, _ = model.sample_model(PROTOCOL_SAMPLES)
         self.curve.append((trainer.global_step, mode_coverage(x, self.modes, self.std)))
 
+    @torch.no_grad()
+    def score_resampled(self, model: ivi.ImplicitVI, oversampling: int) -> Dict:
+        """The protocol's scores of ``model.sample_model_resampled(PROTOCOL_SAMPLES, oversampling)``."""
+        x, _ = model.sample_model_resampled(PROTOCOL_SAMPLES, oversampling)
+        return mode_coverage(x, self.modes, self.std)
+
     def on_train_batch_end(self, trainer: pl.Trainer, model: ivi.ImplicitVI, *args) -> None:
         if trainer.global_step % self.every == 0 and trainer.global_step < trainer.max_steps:
             self.score(trainer, model)
-            with torch.no_grad(), torch.random.fork_rng():  # leaves the training's random stream as it was
-                for k in self.resample_along:
-                    x = model.sample_model_resampled(PROTOCOL_SAMPLES, k)[0]
-                    self.resampled_curve[k].append((trainer.global_step, mode_coverage(x, self.modes, self.std)))
+            with torch.random.fork_rng():  # leaves the training's random stream as it was
+                for k, curve in self.resampled_curve.items():
+                    curve.append((trainer.global_step, self.score_resampled(model, k)))
 
 
 def run(dataset: str, variant: str, seed: int, steps: int, every: int, oversampling: Sequence[int] = (),
@@ -137,9 +141,8 @@ def run(dataset: str, variant: str, seed: int, steps: int, every: int, oversampl
     trainer.fit(model, data)
     score.score(trainer, model)  # after fit: with EMA, its averaged weights
     seconds = time.perf_counter() - start
-    with torch.no_grad():  # after the plain score, so the plain rows do not depend on --oversampling
-        resampled = {k: mode_coverage(model.sample_model_resampled(PROTOCOL_SAMPLES, k)[0], score.modes, score.std)
-                     for k in oversampling}
+    # after the plain score, so the plain rows do not depend on --oversampling
+    resampled = {k: score.score_resampled(model, k) for k in oversampling}
     return {"dataset": dataset, "variant": variant, "seed": seed, "curve": score.curve, "resampled": resampled,
             "resampled_curve": score.resampled_curve, "seconds": seconds}
 

@@ -24,7 +24,8 @@ sample or two does not fake. Variants (``--variants``):
   ``MAXOUT_PIECES``), built after the model so every other network starts as without it;
   ``bs=b``: batch size ``b``; ``ema``: the weights scored are an exponential moving average
   (decay ``EMA_DECAY`` per model update) of the trained ones, Lightning's ``EMAWeightAveraging``;
-  ``decay``: every learning rate decays linearly to 0 over the run.
+  ``decay``: every learning rate decays linearly to 0 over the run; ``decay=n``: over ``n`` optimizer
+  steps, whatever ``--steps`` is.
 
 One CPU thread; ``--steps`` counts optimizer steps (``aux + 1`` per model update); each seed seeds
 the data, the networks and the training. The final scores are taken after ``fit`` (with ``ema``,
@@ -132,8 +133,9 @@ def run(dataset: str, variant: str, seed: int, steps: int, every: int, oversampl
     callbacks: List[pl.Callback] = [score]
     if "ema" in variant.split():  # Lightning's EMA of the weights, swapped in when training ends
         callbacks.append(pl.callbacks.EMAWeightAveraging(decay=EMA_DECAY))
-    if "decay" in variant.split():
-        callbacks.append(LinearLRDecay())
+    if "decay" in variant.split() or "decay" in variant_options(variant):
+        decay_steps = variant_options(variant).get("decay")
+        callbacks.append(LinearLRDecay(steps=None if decay_steps is None else int(decay_steps)))
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          callbacks=callbacks)

@@ -176,8 +176,41 @@ def test_linear_decay_needs_max_steps_and_a_fraction(tmp_path):
         enable_progress_bar=False,
         default_root_dir=tmp_path,
     )
-    with pytest.raises(ValueError, match=r"max_steps is not set: pass max_steps"):
+    with pytest.raises(ValueError, match=r"max_steps is not set: pass max_steps .* or the decay's own length"):
         trainer.fit(_ali(), Toy2DDataModule("ring", num_samples=256, batch_size=64))
+
+
+def test_linear_decay_over_its_own_steps_ends_there_and_needs_no_max_steps(tmp_path):
+    data = lambda: Toy2DDataModule("ring", num_samples=512, batch_size=64, seed=0)
+    pl.seed_everything(0)
+    record = _RecordLR()
+    # The decay lasts 24 optimizer steps of a 40-step run: on schedule until 24, then held at its end.
+    _trainer(tmp_path / "short", 40, [LinearLRDecay(end=0.1, steps=24), record], enable_checkpointing=False).fit(
+        _ali(), data()
+    )
+    for step, lrs in record.lrs.items():
+        fraction = min(step / 24, 1.0)
+        assert lrs == pytest.approx([1e-3 * (1 - 0.9 * fraction), 2e-3 * (1 - 0.9 * fraction)])
+    assert max(record.lrs) > 24
+    # A run stopped at 20 steps of a 40-step decay follows the first half of the 40-step schedule.
+    pl.seed_everything(0)
+    stopped = _RecordLR()
+    _trainer(tmp_path / "stopped", 20, [LinearLRDecay(end=0.1, steps=40), stopped], enable_checkpointing=False).fit(
+        _ali(), data()
+    )
+    for step, lrs in stopped.lrs.items():
+        assert lrs == pytest.approx([1e-3 * (1 - 0.9 * step / 40), 2e-3 * (1 - 0.9 * step / 40)])
+    # With its own length, a Trainer bounded by epochs alone is accepted.
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, callbacks=[LinearLRDecay(steps=10)],
+                         enable_progress_bar=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer.fit(_ali(), Toy2DDataModule("ring", num_samples=256, batch_size=64))
+    assert trainer.global_step > 0
+
+
+@pytest.mark.parametrize("steps", [0, -5, 2.5, True, "100"])
+def test_linear_decay_refuses_a_length_that_is_not_a_positive_whole_number(steps):
+    with pytest.raises(ValueError, match=r"steps is the number of optimizer steps the decay lasts, a whole number >= 1"):
+        LinearLRDecay(steps=steps)
 
 
 def test_the_cli_refuses_linear_decay_without_max_steps_before_writing_anything(tmp_path, capsys):

@@ -116,6 +116,33 @@ def test_the_discriminator_trained_by_jc_adv_resamples_the_model_towards_the_dat
     assert plain < 0.55 and resampled > 0.75
 
 
+class UnevenRing(ivi.Likelihood):
+    """A fixed generator of the ring's 8 modes that draws the last two only 1% of the time each."""
+
+    def sample(self, z):
+        share = torch.tensor([0.98 / 6] * 6 + [0.01, 0.01], device=z.device)
+        angle = 2 * math.pi / 8 * torch.multinomial(share, len(z), replacement=True)
+        return 2 * torch.stack([angle.cos(), angle.sin()], 1) + 0.02 * torch.randn_like(z)
+
+
+def test_resampling_gives_modes_the_generator_undersamples_their_share(tmp_path):
+    # The generator holds all 8 modes but two of them only by a few samples in 2,500; the
+    # discriminator's weights exp T ≈ 12 there give them their fair share back, so every mode is
+    # well covered (at least a quarter of its fair share of the samples).
+    pl.seed_everything(0, verbose=False)
+    data = Toy2DDataModule("ring", num_samples=2048, batch_size=128, seed=0)
+    model = ivi.JCAdv(latent_dim=2, data_shape=2, hidden=(64, 64), aux_steps=1, loss="ali", learn_model=False,
+                      prior=ivi.StandardNormalPrior(2), likelihood=UnevenRing())
+    pl.Trainer(max_steps=3000, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+               enable_checkpointing=False, limit_val_batches=0, default_root_dir=tmp_path).fit(model, data)
+    modes, std = mixture_modes("ring")
+    torch.manual_seed(0)
+    plain = mode_coverage(model.sample_model(2500)[0], modes, std)
+    resampled = mode_coverage(model.sample_model_resampled(2500)[0], modes, std)
+    assert plain["modes"] == 8 and plain["well_covered"] == 6
+    assert resampled["well_covered"] == 8 and resampled["kl_to_uniform"] < plain["kl_to_uniform"] / 4
+
+
 @pytest.mark.parametrize("factor", [0, -4, 2.5, True, "32"])
 def test_bad_oversampling_factors_are_refused(factor):
     with pytest.raises(ValueError, match=r"oversampling_factor is the number of model samples drawn per sample kept"):

@@ -99,16 +99,23 @@ class HalfOnTheRing(ivi.Likelihood):
         return torch.where(z[:, :1] > 0, ring, 6 * torch.rand_like(z) - 3)
 
 
+def _discriminator_trained_on_the_ring(likelihood: ivi.Likelihood, tmp_path) -> ivi.JCAdv:
+    """JCAdv with ``likelihood`` as its fixed model, its discriminator (and encoder) trained
+    against the ring data for 3,000 optimizer steps."""
+    pl.seed_everything(0, verbose=False)
+    data = Toy2DDataModule("ring", num_samples=2048, batch_size=128, seed=0)
+    model = ivi.JCAdv(latent_dim=2, data_shape=2, hidden=(64, 64), aux_steps=1, loss="ali", learn_model=False,
+                      prior=ivi.StandardNormalPrior(2), likelihood=likelihood)
+    pl.Trainer(max_steps=3000, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+               enable_checkpointing=False, limit_val_batches=0, default_root_dir=tmp_path).fit(model, data)
+    return model
+
+
 def test_the_discriminator_trained_by_jc_adv_resamples_the_model_towards_the_data(tmp_path):
     # Half of the fixed model's samples lie on the ring's modes, half are spread around them; JCAdv
     # trains its discriminator (and encoder) against the ring data, and the resampled model samples
     # then lie mostly on the modes: the weights exp T point from the model to the data.
-    pl.seed_everything(0, verbose=False)
-    data = Toy2DDataModule("ring", num_samples=2048, batch_size=128, seed=0)
-    model = ivi.JCAdv(latent_dim=2, data_shape=2, hidden=(64, 64), aux_steps=1, loss="ali", learn_model=False,
-                      prior=ivi.StandardNormalPrior(2), likelihood=HalfOnTheRing())
-    pl.Trainer(max_steps=3000, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-               enable_checkpointing=False, limit_val_batches=0, default_root_dir=tmp_path).fit(model, data)
+    model = _discriminator_trained_on_the_ring(HalfOnTheRing(), tmp_path)
     modes, std = mixture_modes("ring")
     on_the_modes = lambda x: mode_coverage(x, modes, std)["high_quality"]
     torch.manual_seed(0)
@@ -129,12 +136,7 @@ def test_resampling_gives_modes_the_generator_undersamples_their_share(tmp_path)
     # The generator holds all 8 modes but two of them only by a few samples in 2,500; the
     # discriminator's weights exp T ≈ 12 there give them their fair share back, so every mode is
     # well covered (at least a quarter of its fair share of the samples).
-    pl.seed_everything(0, verbose=False)
-    data = Toy2DDataModule("ring", num_samples=2048, batch_size=128, seed=0)
-    model = ivi.JCAdv(latent_dim=2, data_shape=2, hidden=(64, 64), aux_steps=1, loss="ali", learn_model=False,
-                      prior=ivi.StandardNormalPrior(2), likelihood=UnevenRing())
-    pl.Trainer(max_steps=3000, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-               enable_checkpointing=False, limit_val_batches=0, default_root_dir=tmp_path).fit(model, data)
+    model = _discriminator_trained_on_the_ring(UnevenRing(), tmp_path)
     modes, std = mixture_modes("ring")
     torch.manual_seed(0)
     plain = mode_coverage(model.sample_model(2500)[0], modes, std)

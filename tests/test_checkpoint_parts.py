@@ -55,3 +55,23 @@ def test_resuming_with_the_same_config_restores_the_run(ring_checkpoint, tmp_pat
     resumed = cli_main([*RING, "--trainer.max_steps", "6", "--ckpt_path", str(path),
                         "--trainer.default_root_dir", str(tmp_path / "resumed")])
     assert resumed.trainer.global_step == 6
+
+
+def test_the_maxout_discriminator_the_grid_config_names_comes_back_with_its_checkpoint(tmp_path):
+    # configs/jc_adv/grid_ali_maxout.yaml is sampled through its discriminator after loading, so
+    # load_from_checkpoint must rebuild the maxout network it was trained with, not the default one.
+    cli = cli_main([
+        "fit", "--config", str(ROOT / "configs/jc_adv/grid_ali_maxout.yaml"), "--trainer.max_steps", "4",
+        "--trainer.enable_progress_bar", "false", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+        "--data.init_args.num_samples", "64", "--data.init_args.batch_size", "16",
+        "--trainer.default_root_dir", str(tmp_path),
+    ])
+    path = tmp_path / "grid.ckpt"
+    cli.trainer.save_checkpoint(path)
+    loaded = ivi.JCAdv.load_from_checkpoint(path)
+    assert isinstance(loaded.discriminator.net[0], ivi.nets.Maxout)
+    for name, value in cli.model.discriminator.state_dict().items():
+        assert torch.equal(loaded.discriminator.state_dict()[name], value), name
+    torch.manual_seed(0)
+    x, _ = loaded.sample_model_resampled(64, oversampling_factor=4)
+    assert x.shape == (64, 2) and torch.isfinite(x).all()

@@ -193,7 +193,8 @@ def test_rmd_needs_the_unroll_for_a_model_gradient():
 
 
 MIXTURE_CONFIGS = ("configs/jc_adv/ring_ali.yaml", "configs/jc_adv/ring_ali_components.yaml", "configs/jc_adv/grid_ali.yaml",
-                   "configs/jc_adv/grid_ali_components.yaml", "configs/jc_adv_rmd/ring.yaml", "configs/jc_adv_rmd/grid.yaml")
+                   "configs/jc_adv/grid_ali_components.yaml", "configs/jc_adv/grid_ali_maxout.yaml", "configs/jc_adv_rmd/ring.yaml",
+                   "configs/jc_adv_rmd/grid.yaml")
 
 
 @pytest.mark.parametrize("config", MIXTURE_CONFIGS)

@@ -126,16 +126,16 @@ def run(dataset: str, variant: str, seed: int, steps: int, every: int, oversampl
     """Train ``variant`` on ``dataset`` with ``seed`` for ``steps`` optimizer steps; score the final
     model's samples, and its resampled samples at each factor in ``oversampling``."""
     pl.seed_everything(seed, verbose=False)
-    batch_size = int(variant_options(variant).get("bs", 256))
+    options = variant_options(variant)
+    batch_size = int(options.get("bs", 256))
     data = Toy2DDataModule(dataset, num_samples=20000, batch_size=batch_size, seed=seed)
     model = build(variant)
     score = Score(dataset, every, oversampling if resample_along else ())
     callbacks: List[pl.Callback] = [score]
     if "ema" in variant.split():  # Lightning's EMA of the weights, swapped in when training ends
         callbacks.append(pl.callbacks.EMAWeightAveraging(decay=EMA_DECAY))
-    if "decay" in variant.split() or "decay" in variant_options(variant):
-        decay_steps = variant_options(variant).get("decay")
-        callbacks.append(LinearLRDecay(steps=None if decay_steps is None else int(decay_steps)))
+    if "decay" in variant.split() or "decay" in options:
+        callbacks.append(LinearLRDecay(steps=int(options["decay"]) if "decay" in options else None))
     trainer = pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          callbacks=callbacks)

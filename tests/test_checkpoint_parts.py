@@ -10,11 +10,18 @@ import ivi_lightning as ivi
 from ivi_lightning.cli import main as cli_main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RING = [
-    "fit", "--config", str(ROOT / "configs/jc_adv/ring_ali_components.yaml"), "--trainer.max_steps", "4",
-    "--trainer.enable_progress_bar", "false", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
-    "--data.init_args.num_samples", "64", "--data.init_args.batch_size", "16",
-]
+
+
+def _short_fit(config: str) -> list:
+    """``ivi fit`` arguments for 4 steps of a shipped config on 64 samples, without logger or checkpoint callback."""
+    return [
+        "fit", "--config", str(ROOT / config), "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false",
+        "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+        "--data.init_args.num_samples", "64", "--data.init_args.batch_size", "16",
+    ]
+
+
+RING = _short_fit("configs/jc_adv/ring_ali_components.yaml")
 
 
 @pytest.fixture()
@@ -60,12 +67,7 @@ def test_resuming_with_the_same_config_restores_the_run(ring_checkpoint, tmp_pat
 def test_the_maxout_discriminator_the_grid_config_names_comes_back_with_its_checkpoint(tmp_path):
     # configs/jc_adv/grid_ali_maxout.yaml is sampled through its discriminator after loading, so
     # load_from_checkpoint must rebuild the maxout network it was trained with, not the default one.
-    cli = cli_main([
-        "fit", "--config", str(ROOT / "configs/jc_adv/grid_ali_maxout.yaml"), "--trainer.max_steps", "4",
-        "--trainer.enable_progress_bar", "false", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
-        "--data.init_args.num_samples", "64", "--data.init_args.batch_size", "16",
-        "--trainer.default_root_dir", str(tmp_path),
-    ])
+    cli = cli_main([*_short_fit("configs/jc_adv/grid_ali_maxout.yaml"), "--trainer.default_root_dir", str(tmp_path)])
     path = tmp_path / "grid.ckpt"
     cli.trainer.save_checkpoint(path)
     loaded = ivi.JCAdv.load_from_checkpoint(path)

@@ -3,6 +3,7 @@ their checks, and the default networks they size.
 
 * :func:`check_hyperparameters`: the first one out of its range, named.
 * :func:`is_nonnegative_number`: a weight or a standard deviation.
+* :func:`is_whole_number`: a count, e.g. of steps or of joints, at least some minimum.
 * :func:`default_network`: a network of the algorithm's ``architecture``, sized to its data and latent.
 * :func:`context_network`: an MLP that takes a location–scale encoder's ``cat(μ, log σ)`` for ``x``.
 """
@@ -29,6 +30,15 @@ def is_nonnegative_number(value: Any) -> bool:
     [True, True, False, False, False, False, False]
     """
     return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < math.inf
+
+
+def is_whole_number(value: Any, minimum: int) -> bool:
+    """Whether ``value`` is an ``int`` ≥ ``minimum`` (not a ``bool``): a count of steps, joints, samples.
+
+    >>> [is_whole_number(v, 1) for v in (1, 48000, 0, 2.5, True, "3")]
+    [True, True, False, False, False, False]
+    """
+    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
 
 
 def check_hyperparameters(hparams: Mapping[str, Any]) -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
-from ivi_lightning.algorithms.hyperparameters import is_nonnegative_number
+from ivi_lightning.algorithms.hyperparameters import is_nonnegative_number, is_whole_number
 from ivi_lightning.algorithms.joint_discriminator import (
     PackedDiscriminator,
     add_noise,
@@ -39,7 +39,7 @@ def check_instance_noise(stds: Dict[str, Any], steps: Any, schedule: Any = "line
     for name, std in stds.items():
         if not is_nonnegative_number(std):
             raise ValueError(f"{name} is a standard deviation, ≥ 0 (0: none), got {std!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+    if not is_whole_number(steps, 0):
         raise ValueError(f"instance_noise_steps must be a whole number of optimizer steps ≥ 0, got {steps!r}")
     for name, std in stds.items():
         if std > 0 and steps == 0:
@@ -228,11 +228,7 @@ class JCAdv(ImplicitVI):
         >>> [tuple(t.shape) for t in ali.sample_model_resampled(100, oversampling_factor=8)]
         [(100, 2), (100, 2)]
         """
-        if (
-            isinstance(oversampling_factor, bool)
-            or not isinstance(oversampling_factor, int)
-            or oversampling_factor < 1
-        ):
+        if not is_whole_number(oversampling_factor, 1):
             raise ValueError(
                 "oversampling_factor is the number of model samples drawn per sample kept, a whole "
                 f"number ≥ 1 (1: no resampling; e.g. 32), got {oversampling_factor!r}"

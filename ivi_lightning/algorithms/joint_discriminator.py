@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ivi_lightning.algorithms.hyperparameters import is_whole_number
 from ivi_lightning.estimators import ratio_accuracy, ratio_loss
 from ivi_lightning.shapes import DataShape, as_shape
 
@@ -19,7 +20,7 @@ def check_packing(packing: Any) -> int:
     Args:
         packing: joints per discriminator input, ``m ≥ 1`` (``1``: no packing).
     """
-    if isinstance(packing, bool) or not isinstance(packing, int) or packing < 1:
+    if not is_whole_number(packing, 1):
         raise ValueError(
             f"packing is the number of joints the discriminator sees at once, a whole number ≥ 1, "
             f"got {packing!r}: use 1 for the plain discriminator or e.g. 4 for PacGAN4"

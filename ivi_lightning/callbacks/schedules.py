@@ -6,6 +6,8 @@ from typing import Any, Optional
 
 import pytorch_lightning as pl
 
+from ivi_lightning.algorithms.hyperparameters import is_whole_number
+
 
 class LinearLRDecay(pl.Callback):
     """Every optimizer's learning rate falls linearly from its initial value, to ``end`` times it
@@ -36,7 +38,7 @@ class LinearLRDecay(pl.Callback):
             raise ValueError(
                 f"LinearLRDecay(end={end}): end is a fraction of the initial learning rate, in [0, 1]"
             )
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        if steps is not None and not is_whole_number(steps, 1):
             raise ValueError(
                 f"LinearLRDecay(steps={steps!r}): steps is the number of optimizer steps the decay "
                 "lasts, a whole number >= 1 (e.g. 48000), or None to decay over Trainer(max_steps=...)"

@@ -33,7 +33,8 @@ of the averaged weights); those along the way (``--every``) of the current weigh
 ``--oversampling k …`` the final model is also scored on ``JCAdv.sample_model_resampled(2500, k)``:
 ``k · 2,500`` model samples resampled by the discriminator's ratio (one summary row per ``k``);
 with ``--resample-along`` also every ``--every`` steps (drawn on a forked random stream, so the
-training and the plain scores are those of a run without it).
+training and the plain scores are those of a run without it); with ``--redraws n``, ``n`` independent
+draws of the final model at each factor (one row each; the summary pools the draws of all seeds).
 
     OMP_NUM_THREADS=1 python benchmarks/mixtures.py --datasets ring grid --variants ali "ali m=4" --seeds 0 1 2 3 4
 """
@@ -122,9 +123,9 @@ class Score(pl.Callback):
 
 
 def run(dataset: str, variant: str, seed: int, steps: int, every: int, oversampling: Sequence[int] = (),
-        resample_along: bool = False) -> Dict:
+        resample_along: bool = False, redraws: int = 1) -> Dict:
     """Train ``variant`` on ``dataset`` with ``seed`` for ``steps`` optimizer steps; score the final
-    model's samples, and its resampled samples at each factor in ``oversampling``."""
+    model's samples, and ``redraws`` draws of its resampled samples at each factor in ``oversampling``."""
     pl.seed_everything(seed, verbose=False)
     options = variant_options(variant)
     batch_size = int(options.get("bs", 256))
@@ -144,20 +145,24 @@ def run(dataset: str, variant: str, seed: int, steps: int, every: int, oversampl
     score.score(trainer, model)  # after fit: with EMA, its averaged weights
     seconds = time.perf_counter() - start
     # after the plain score, so the plain rows do not depend on --oversampling
-    resampled = {k: score.score_resampled(model, k) for k in oversampling}
+    resampled = {k: [score.score_resampled(model, k) for _ in range(redraws)] for k in oversampling}
     return {"dataset": dataset, "variant": variant, "seed": seed, "curve": score.curve, "resampled": resampled,
             "resampled_curve": score.resampled_curve, "seconds": seconds}
 
 
 def summary(rows: List[Dict], total: int, oversampling: Optional[int] = None) -> str:
-    """``mean ± std`` over seeds of the final scores (of the samples resampled at ``oversampling``,
-    if given), and how many seeds covered every mode."""
-    finals = [row["curve"][-1][1] if oversampling is None else row["resampled"][oversampling] for row in rows]
+    """``mean ± std`` over seeds of the final scores (over seeds and draws of the samples resampled at
+    ``oversampling``, if given), and how many of them covered every mode."""
+    finals = ([row["curve"][-1][1] for row in rows] if oversampling is None
+              else [draw for row in rows for draw in row["resampled"][oversampling]])
     variant = rows[0]["variant"] + ("" if oversampling is None else f", resampled ×{oversampling}")
     cell = lambda key, f: f"{f(statistics.mean(m[key] for m in finals))} ± {f(statistics.pstdev(m[key] for m in finals))}"
-    every = sum(m["modes"] == total for m in finals)
-    return (f"| {rows[0]['dataset']} ({total}) | {variant} | {len(rows)} | {cell('modes', lambda v: f'{v:.1f}')} | "
-            f"{every}/{len(rows)} | {cell('well_covered', lambda v: f'{v:.1f}')} | {cell('high_quality', lambda v: f'{100 * v:.1f}%')} | {cell('kl_to_uniform', lambda v: f'{v:.3f}')} | "
+    every = f"{sum(m['modes'] == total for m in finals)}/{len(finals)}"
+    if len(finals) > len(rows):  # several draws per seed: also the seeds all of whose draws have every mode
+        seeds = sum(all(m["modes"] == total for m in row["resampled"][oversampling]) for row in rows)
+        every += f" draws, {seeds}/{len(rows)} seeds"
+    return (f"| {rows[0]['dataset']} ({total}) | {variant} | {len(rows)}{'' if len(finals) == len(rows) else f' ({len(finals)} draws)'} | {cell('modes', lambda v: f'{v:.1f}')} | "
+            f"{every} | {cell('well_covered', lambda v: f'{v:.1f}')} | {cell('high_quality', lambda v: f'{100 * v:.1f}%')} | {cell('kl_to_uniform', lambda v: f'{v:.3f}')} | "
             f"{statistics.mean(r['seconds'] for r in rows):.0f} |")
 
 
@@ -172,7 +177,11 @@ def main() -> None:
                         help="also score the final model's samples resampled by the discriminator at these factors")
     parser.add_argument("--resample-along", action="store_true",
                         help="score the resampled samples every --every steps too (training unchanged)")
+    parser.add_argument("--redraws", type=int, default=1,
+                        help="independent resampled draws of the final model per --oversampling factor")
     args = parser.parse_args()
+    if args.redraws < 1:
+        parser.error(f"--redraws {args.redraws}: the number of resampled draws per factor is a whole number >= 1")
     torch.set_num_threads(1)
     results = []
     print("| data | variant | seed | modes covered, high-quality at optimizer step | well covered | high-quality | KL to uniform | train s |")
@@ -180,17 +189,18 @@ def main() -> None:
     for dataset in args.datasets:
         for variant in args.variants:
             for seed in args.seeds:
-                row = run(dataset, variant, seed, args.steps, args.every, args.oversampling, args.resample_along)
+                row = run(dataset, variant, seed, args.steps, args.every, args.oversampling, args.resample_along, args.redraws)
                 results.append(row)
                 curve = ", ".join(f"{step}: {int(m['modes'])}, {m['high_quality']:.0%}" for step, m in row["curve"])
                 last = row["curve"][-1][1]
                 print(f"| {dataset} | {variant} | {seed} | {curve} | {int(last['well_covered'])} | {last['high_quality']:.1%} | {last['kl_to_uniform']:.3f} | {row['seconds']:.0f} |", flush=True)
-                for k, m in row["resampled"].items():
+                for k, draws in row["resampled"].items():
                     along = "".join(f"{step}: {int(a['modes'])}, {a['high_quality']:.0%}, "
                                     for step, a in row["resampled_curve"].get(k, []))
-                    print(f"| {dataset} | {variant}, resampled ×{k} | {seed} | {along}end: {int(m['modes'])}, {m['high_quality']:.0%} | {int(m['well_covered'])} | {m['high_quality']:.1%} | {m['kl_to_uniform']:.3f} | |", flush=True)
+                    for m in draws:
+                        print(f"| {dataset} | {variant}, resampled ×{k} | {seed} | {along}end: {int(m['modes'])}, {m['high_quality']:.0%} | {int(m['well_covered'])} | {m['high_quality']:.1%} | {m['kl_to_uniform']:.3f} | |", flush=True)
     print(f"\n{args.steps} optimizer steps; mean ± std over seeds of the final scores ({PROTOCOL_SAMPLES} samples)\n")
-    print("| data | variant | seeds | modes covered | seeds with every mode | modes well covered | high-quality samples | KL to uniform | train s |")
+    print("| data | variant | seeds | modes covered | seeds (draws) with every mode | modes well covered | high-quality samples | KL to uniform | train s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for dataset in args.datasets:
         for variant in args.variants:

@@ -2,15 +2,12 @@
 their checks, and the default networks they size.
 
 * :func:`check_hyperparameters`: the first one out of its range, named.
-* :func:`is_nonnegative_number`: a weight or a standard deviation.
-* :func:`is_whole_number`: a count, e.g. of steps or of joints, at least some minimum.
 * :func:`default_network`: a network of the algorithm's ``architecture``, sized to its data and latent.
 * :func:`context_network`: an MLP that takes a location–scale encoder's ``cat(μ, log σ)`` for ``x``.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 from torch import nn
@@ -21,24 +18,6 @@ from ivi_lightning.shapes import as_shape
 from ivi_lightning.training.nonfinite import NONFINITE_ACTIONS
 
 LIKELIHOOD_FAMILIES = (None, "bernoulli", "gaussian")
-
-
-def is_nonnegative_number(value: Any) -> bool:
-    """Whether ``value`` is a finite ``int`` or ``float`` ≥ 0 (not a ``bool``): a weight or a std.
-
-    >>> [is_nonnegative_number(v) for v in (0, 0.1, -1, float("inf"), float("nan"), True, "1")]
-    [True, True, False, False, False, False, False]
-    """
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < math.inf
-
-
-def is_whole_number(value: Any, minimum: int) -> bool:
-    """Whether ``value`` is an ``int`` ≥ ``minimum`` (not a ``bool``): a count of steps, joints, samples.
-
-    >>> [is_whole_number(v, 1) for v in (1, 48000, 0, 2.5, True, "3")]
-    [True, True, False, False, False, False]
-    """
-    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
 
 
 def check_hyperparameters(hparams: Mapping[str, Any]) -> None:

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor, nn
 
 from ivi_lightning.algorithms.base import ImplicitVI
-from ivi_lightning.algorithms.hyperparameters import is_nonnegative_number, is_whole_number
 from ivi_lightning.algorithms.joint_discriminator import (
     PackedDiscriminator,
     add_noise,
@@ -28,6 +27,7 @@ from ivi_lightning.estimators import (
     ratio_accuracy,
     ratio_loss,
 )
+from ivi_lightning.numbers import is_nonnegative_number, is_whole_number
 
 LOSSES = ("kl", "forward_kl", "ali", "bigan")
 

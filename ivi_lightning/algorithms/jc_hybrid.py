@@ -9,10 +9,10 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.algorithms.hyperparameters import is_nonnegative_number
 from ivi_lightning.algorithms.jc_den import JCDen
 from ivi_lightning.algorithms.joint_discriminator import discriminator_updates
 from ivi_lightning.estimators import input_gradient, score_surrogate
+from ivi_lightning.numbers import is_nonnegative_number
 
 
 class JCHybrid(JCDen):

@@ -9,8 +9,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ivi_lightning.algorithms.hyperparameters import is_whole_number
 from ivi_lightning.estimators import ratio_accuracy, ratio_loss
+from ivi_lightning.numbers import is_whole_number
 from ivi_lightning.shapes import DataShape, as_shape
 
 

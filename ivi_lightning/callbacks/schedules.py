@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import pytorch_lightning as pl
 
-from ivi_lightning.algorithms.hyperparameters import is_whole_number
+from ivi_lightning.numbers import is_whole_number
 
 
 class LinearLRDecay(pl.Callback):

@@ -13,6 +13,7 @@ from typing import Optional, Protocol, Sequence, Tuple, cast
 import torch
 from torch import Tensor, nn
 
+from ivi_lightning.numbers import is_whole_number
 from ivi_lightning.shapes import DataShape, as_shape
 
 ACTIVATIONS = {
@@ -48,7 +49,7 @@ class Maxout(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, pieces: int) -> None:
         super().__init__()
-        if isinstance(pieces, bool) or not isinstance(pieces, int) or pieces < 2:
+        if not is_whole_number(pieces, 2):
             raise ValueError(f"a maxout layer takes the largest of pieces ≥ 2 linear maps, got {pieces!r}")
         self.pieces = pieces
         self.linear = nn.Linear(in_features, out_features * pieces)
@@ -83,7 +84,7 @@ class MLP(nn.Sequential):
         act: str = "silu",
         maxout_pieces: int = 1,
     ) -> None:
-        if isinstance(maxout_pieces, bool) or not isinstance(maxout_pieces, int) or maxout_pieces < 1:
+        if not is_whole_number(maxout_pieces, 1):
             raise ValueError(
                 f"maxout_pieces must be a whole number ≥ 1 (1: linear layers and {act!r}; ≥ 2: maxout "
                 f"layers of that many pieces), got {maxout_pieces!r}"

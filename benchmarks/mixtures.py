@@ -157,11 +157,11 @@ def summary(rows: List[Dict], total: int, oversampling: Optional[int] = None) ->
               else [draw for row in rows for draw in row["resampled"][oversampling]])
     variant = rows[0]["variant"] + ("" if oversampling is None else f", resampled ×{oversampling}")
     cell = lambda key, f: f"{f(statistics.mean(m[key] for m in finals))} ± {f(statistics.pstdev(m[key] for m in finals))}"
-    every = f"{sum(m['modes'] == total for m in finals)}/{len(finals)}"
+    seeds, every = f"{len(rows)}", f"{sum(m['modes'] == total for m in finals)}/{len(finals)}"
     if len(finals) > len(rows):  # several draws per seed: also the seeds all of whose draws have every mode
-        seeds = sum(all(m["modes"] == total for m in row["resampled"][oversampling]) for row in rows)
-        every += f" draws, {seeds}/{len(rows)} seeds"
-    return (f"| {rows[0]['dataset']} ({total}) | {variant} | {len(rows)}{'' if len(finals) == len(rows) else f' ({len(finals)} draws)'} | {cell('modes', lambda v: f'{v:.1f}')} | "
+        every_seed = sum(all(m["modes"] == total for m in row["resampled"][oversampling]) for row in rows)
+        seeds, every = f"{seeds} ({len(finals)} draws)", f"{every} draws, {every_seed}/{len(rows)} seeds"
+    return (f"| {rows[0]['dataset']} ({total}) | {variant} | {seeds} | {cell('modes', lambda v: f'{v:.1f}')} | "
             f"{every} | {cell('well_covered', lambda v: f'{v:.1f}')} | {cell('high_quality', lambda v: f'{100 * v:.1f}%')} | {cell('kl_to_uniform', lambda v: f'{v:.3f}')} | "
             f"{statistics.mean(r['seconds'] for r in rows):.0f} |")
 

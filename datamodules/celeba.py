@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ivi_lightning.training.checkpoints import builtin_hyperparameters
+
 PARTITIONS = {"train": 0, "val": 1, "test": 2}
 
 
@@ -135,9 +137,14 @@ class CelebADataModule(pl.LightningDataModule):
                 f"got {batch_size}, {image_size}, {crop_size}, {num_workers}"
             )
         self.save_hyperparameters()
-        self.data_dir, self.download, self.batch_size = data_dir, download, batch_size
-        self.image_size, self.num_workers, self.crop_size = image_size, num_workers, crop_size
-        self.data_shape: Tuple[int, int, int] = (3, image_size, image_size)
+        hparams = builtin_hyperparameters(self)
+        self.data_dir, self.download, self.batch_size = (
+            hparams[k] for k in ("data_dir", "download", "batch_size")
+        )
+        self.image_size, self.num_workers, self.crop_size = (
+            hparams[k] for k in ("image_size", "num_workers", "crop_size")
+        )
+        self.data_shape: Tuple[int, int, int] = (3, self.image_size, self.image_size)
         self.splits: Any = None
 
     def prepare_data(self) -> None:

@@ -18,6 +18,8 @@ from tqdm import tqdm
 from ivi_lightning.data import Simulations, resumable_loader
 from ivi_lightning.distributions import Likelihood, Prior
 from ivi_lightning.distributions.support import as_prior, simulate_with
+from ivi_lightning.numbers import is_whole_number
+from ivi_lightning.training.checkpoints import builtin_hyperparameters
 
 Simulator = Union[Likelihood, Callable[[Tensor], Tensor]]
 
@@ -125,9 +127,9 @@ class SimulatorDataModule(pl.LightningDataModule):
             ("reference_simulations", reference_simulations),
             ("online_epoch_batches", online_epoch_batches),
         ):
-            if not isinstance(value, int) or value <= 0:
+            if not is_whole_number(value, 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if num_simulations is not None and (not isinstance(num_simulations, int) or num_simulations <= 0):
+        if num_simulations is not None and not is_whole_number(num_simulations, 1):
             raise ValueError(
                 "num_simulations must be a positive integer (the budget) or None (online), "
                 f"got {num_simulations!r}"
@@ -139,10 +141,15 @@ class SimulatorDataModule(pl.LightningDataModule):
                 f"simulator must be a function theta -> x or a Likelihood, got {type(simulator).__name__}"
             )
         self.save_hyperparameters(ignore=["prior", "simulator"])
+        hparams = builtin_hyperparameters(self)
         self.prior, self.simulator = as_prior(prior), simulator
-        self.num_simulations, self.batch_size, self.val_fraction = num_simulations, batch_size, val_fraction
-        self.simulation_batch_size, self.seed = simulation_batch_size, seed
-        self.reference_simulations, self.online_epoch_batches = reference_simulations, online_epoch_batches
+        self.num_simulations, self.batch_size, self.val_fraction = (
+            hparams[k] for k in ("num_simulations", "batch_size", "val_fraction")
+        )
+        self.simulation_batch_size, self.seed = hparams["simulation_batch_size"], hparams["seed"]
+        self.reference_simulations, self.online_epoch_batches = (
+            hparams[k] for k in ("reference_simulations", "online_epoch_batches")
+        )
         self.latent_dim = self.prior.dim
         self.simulation_count = 0
         self.data_shape: Tuple[int, ...] = self._probe_shape()

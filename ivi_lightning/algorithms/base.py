@@ -25,7 +25,7 @@ from ivi_lightning.distributions.support import ParameterSpace, rejection_sample
 from ivi_lightning.estimators import tile_examples
 from ivi_lightning.shapes import DataShape, as_shape
 from ivi_lightning.training import training_callbacks
-from ivi_lightning.training.checkpoints import CheckpointRecords
+from ivi_lightning.training.checkpoints import CheckpointRecords, builtin_hyperparameters
 from ivi_lightning.training.logging import CadencedLogging
 from ivi_lightning.training.nonfinite import parameters_of, refuse_or_skip, trainer_of, update_is_finite
 
@@ -115,7 +115,7 @@ class ImplicitVI(UpdateBatches, CadencedLogging, CheckpointRecords):
         super().__init__()
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=list(PART_NAMES))
-        check_hyperparameters(self.hparams)
+        check_hyperparameters(builtin_hyperparameters(self))
         self.nonfinite_skips = 0  # updates dropped under on_nonfinite="skip", saved in checkpoints
         self.latent_dim, self.data_shape = int(latent_dim), as_shape(data_shape)
         # Coordinates of inference (identity unless a simulator data module fits it): saved with the model.

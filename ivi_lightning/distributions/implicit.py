@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ivi_lightning.distributions.base import DataShape, Likelihood, Prior, as_shape
 from ivi_lightning.nets.mlp import MLP, check_noise_components, component_one_hot
+from ivi_lightning.numbers import is_nonnegative_number
 
 
 def _noise(num_samples: int, noise_dim: int, like: Tensor) -> Tensor:
@@ -84,11 +85,7 @@ class ImplicitLikelihood(Likelihood):
         super().__init__()
         if int(latent_dim) <= 0 or int(noise_dim) <= 0:
             raise ValueError(f"latent_dim and noise_dim must be positive, got {latent_dim} and {noise_dim}")
-        if (
-            isinstance(output_scale, bool)
-            or not isinstance(output_scale, (int, float))
-            or not (0 < output_scale < math.inf)
-        ):
+        if not is_nonnegative_number(output_scale) or output_scale == 0:
             raise ValueError(
                 f"output_scale multiplies the generator's output and must be a positive number, got "
                 f"{output_scale!r}: use about the data's half-width, or 1 for no scaling"

@@ -1,5 +1,6 @@
-"""Checkpoints: atomic writes in every Trainer (:class:`AtomicCheckpoints`), and the algorithm that
-wrote them (:class:`CheckpointRecords`, the algorithms' checkpoint hooks)."""
+"""Checkpoints: atomic writes in every Trainer (:class:`AtomicCheckpoints`), the algorithm that
+wrote them (:class:`CheckpointRecords`, the algorithms' checkpoint hooks), and hyperparameters
+they can be loaded with (:func:`builtin_hyperparameters`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 from ivi_lightning.checkpoint import AtomicCheckpointIO, CheckpointError, read_checkpoint
+from ivi_lightning.numbers import builtin_numbers
 
 ALGORITHM_KEY = "ivi_algorithm"
 SKIPS_KEY = "ivi_nonfinite_skips"
@@ -42,6 +44,22 @@ class CheckpointRecords(pl.LightningModule):
 def expected_algorithm(cls: type) -> Optional[str]:
     """The algorithm a checkpoint loaded by ``cls`` must come from (``None``: any, for the base class)."""
     return None if CheckpointRecords in cls.__bases__ else cls.__name__
+
+
+def builtin_hyperparameters(obj: Any) -> Any:
+    """``obj.hparams``, after ``save_hyperparameters``, with numpy's scalars replaced by Python
+    numbers in place (:func:`~ivi_lightning.numbers.builtin_numbers`): a module or data module
+    built with ``np.int64(3)`` then writes checkpoints that ``load_from_checkpoint`` and resuming
+    read (torch refuses numpy objects when loading with ``weights_only=True``, Lightning's default).
+
+    Args:
+        obj: a ``LightningModule`` or ``LightningDataModule``.
+
+    Returns:
+        ``obj.hparams``.
+    """
+    obj.hparams.update(builtin_numbers(dict(obj.hparams)))
+    return obj.hparams
 
 
 class AtomicCheckpoints(pl.Callback):

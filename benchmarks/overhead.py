@@ -15,6 +15,10 @@ then one encoder update) run
 * with ``--updates-per-batch K``: ``lean`` loading K update batches at once and running the K
   update schedules on them (``updates_per_batch=K``): the same training, Lightning's per-batch
   cost paid once per K schedules;
+* with ``--bare``: the same as the K-updates column (K = 1 without ``--updates-per-batch``) with
+  ivi's own per-step work taken out (its callbacks and its non-finite check: each update is
+  ``manual_backward`` then ``optimizer.step()``): what the Trainer and Lightning's public update
+  path cost by themselves;
 * with ``--step-costs``: the fixed costs of one optimizer step, in µs, each the fastest of many
   blocks (steadier than rates on a shared machine, though not immune to it): Lightning's manual update path
   (``manual_backward`` and ``LightningOptimizer.step``, with their hooks) over ``loss.backward()``
@@ -40,6 +44,8 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --cuda-probe-ab
     # + lean, 8 updates per loaded batch:
     OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --updates-per-batch 8
+    # + the same without ivi's per-step work (callbacks, non-finite check):
+    OMP_NUM_THREADS=1 python benchmarks/overhead.py --profiles toy --updates-per-batch 8 --bare
     # the fixed costs of one optimizer step only:
     OMP_NUM_THREADS=1 python benchmarks/overhead.py --step-costs --profiles
 """
@@ -419,6 +425,24 @@ def time_lightning(
         return _rates(timer.iters * k, timer.t0, timer.t1)
 
 
+@contextlib.contextmanager
+def without_ivi_step_work(model: pl.LightningModule):
+    """``model`` updating through Lightning's public manual path alone (``manual_backward``, then
+    ``optimizer.step()``), without ivi's callbacks and non-finite check (the ``--bare`` column)."""
+
+    def bare_optimize(optimizer, loss: Tensor, name: Optional[str] = None) -> bool:
+        optimizer.zero_grad(set_to_none=True)
+        model.manual_backward(loss)
+        optimizer.step()
+        return True
+
+    model.optimize, model.configure_callbacks = bare_optimize, lambda: []
+    try:
+        yield
+    finally:
+        del model.optimize, model.configure_callbacks
+
+
 # --- fixed costs of one optimizer step -----------------------------------------------------------
 def fastest_us(fn: Callable[[], object], number: int = 200, blocks: int = 30) -> float:
     """µs per call of ``fn``: the fastest of ``blocks`` blocks of ``number`` calls."""
@@ -511,6 +535,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         help="also time lean with K update batches per loaded batch (K > 1)",
     )
     parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="also time the K-updates run without ivi's callbacks and non-finite check",
+    )
+    parser.add_argument(
         "--step-costs", action="store_true", help="also print the fixed costs of one optimizer step (µs)"
     )
     args = parser.parse_args(argv)
@@ -532,9 +561,11 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f"| {name} | {us:.1f} |")
     if not args.profiles:
         return
-    ab, per_batch = args.cuda_probe_ab, args.updates_per_batch
-    extra = ([" lean, plain loop's environment / plain |"] if ab else []) + (
-        [f" lean, {per_batch} updates per batch / plain |"] if per_batch > 1 else []
+    ab, per_batch, bare = args.cuda_probe_ab, args.updates_per_batch, args.bare
+    extra = (
+        ([" lean, plain loop's environment / plain |"] if ab else [])
+        + ([f" lean, {per_batch} updates per batch / plain |"] if per_batch > 1 else [])
+        + ([" the same without ivi's per-step work / plain |"] if bare else [])
     )
     print(
         "| profile | algorithm | plain it/s | lean it/s | defaults it/s | lean / plain | defaults / plain |"
@@ -544,7 +575,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     with tempfile.TemporaryDirectory() as root:
         for profile in args.profiles:
             dm = make_data(profile, args.data_dir)
-            dm_chunked = make_data(profile, args.data_dir, per_batch) if per_batch > 1 else None
+            dm_chunked = make_data(profile, args.data_dir, per_batch) if per_batch > 1 else dm
             for name in args.algorithms:
                 torch.manual_seed(0)
                 model = make_model(name, profile, dm)
@@ -557,6 +588,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                     "defaults": [],
                     "plain_env": [],
                     "chunked": [],
+                    "bare": [],
                 }
                 pick = 0 if args.wall else 1
                 for _ in range(args.rounds):
@@ -575,6 +607,13 @@ def main(argv: Optional[List[str]] = None) -> None:
                                 model, dm_chunked, warmup, iters, False, root, updates_per_batch=per_batch
                             )[pick]
                         )
+                    if bare:
+                        with without_ivi_step_work(model):
+                            rates["bare"].append(
+                                time_lightning(
+                                    model, dm_chunked, warmup, iters, False, root, updates_per_batch=per_batch
+                                )[pick]
+                            )
                 ratio = lambda k: statistics.median(a / b for a, b in zip(rates[k], rates["plain"]))
                 med = {k: statistics.median(v) for k, v in rates.items() if v}
                 print(
@@ -582,7 +621,8 @@ def main(argv: Optional[List[str]] = None) -> None:
                     f"{med['defaults']:.1f} | "
                     f"{ratio('lean'):.3f} | {ratio('defaults'):.3f} |"
                     + (f" {ratio('plain_env'):.3f} |" if ab else "")
-                    + (f" {ratio('chunked'):.3f} |" if per_batch > 1 else ""),
+                    + (f" {ratio('chunked'):.3f} |" if per_batch > 1 else "")
+                    + (f" {ratio('bare'):.3f} |" if bare else ""),
                     flush=True,
                 )
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ivi_lightning.numbers import builtin_numbers
 from ivi_lightning.training.checkpoints import builtin_hyperparameters
 
 PARTITIONS = {"train": 0, "val": 1, "test": 2}
@@ -137,12 +138,10 @@ class CelebADataModule(pl.LightningDataModule):
                 f"got {batch_size}, {image_size}, {crop_size}, {num_workers}"
             )
         self.save_hyperparameters()
-        hparams = builtin_hyperparameters(self)
-        self.data_dir, self.download, self.batch_size = (
-            hparams[k] for k in ("data_dir", "download", "batch_size")
-        )
-        self.image_size, self.num_workers, self.crop_size = (
-            hparams[k] for k in ("image_size", "num_workers", "crop_size")
+        builtin_hyperparameters(self)
+        self.data_dir, self.download, self.batch_size = builtin_numbers((data_dir, download, batch_size))
+        self.image_size, self.num_workers, self.crop_size = builtin_numbers(
+            (image_size, num_workers, crop_size)
         )
         self.data_shape: Tuple[int, int, int] = (3, self.image_size, self.image_size)
         self.splits: Any = None

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from datamodules.toy2d import _BatchedTensors
 from ivi_lightning.data import resumable_loader
+from ivi_lightning.numbers import builtin_numbers
 from ivi_lightning.training.checkpoints import builtin_hyperparameters
 
 #: IDX file names of each split, as torchvision's ``MNIST`` stores them under ``MNIST/raw``.
@@ -226,11 +227,11 @@ class MNISTDataModule(pl.LightningDataModule):
                 f"{num_workers}, {val_size}"
             )
         self.save_hyperparameters()
-        hparams = builtin_hyperparameters(self)
-        self.data_dir, self.download, self.batch_size, self.num_workers = (
-            hparams[k] for k in ("data_dir", "download", "batch_size", "num_workers")
+        builtin_hyperparameters(self)
+        self.data_dir, self.download, self.batch_size, self.num_workers = builtin_numbers(
+            (data_dir, download, batch_size, num_workers)
         )
-        self.binarize, self.val_size, self.seed = (hparams[k] for k in ("binarize", "val_size", "seed"))
+        self.binarize, self.val_size, self.seed = builtin_numbers((binarize, val_size, seed))
         self.data_shape: Tuple[int, int, int] = (1, 28, 28)
         self.train_set: Optional[_PixelBatches] = None
         self.val_set: Optional[_PixelBatches] = None

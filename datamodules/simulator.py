@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ivi_lightning.data import Simulations, resumable_loader
 from ivi_lightning.distributions import Likelihood, Prior
 from ivi_lightning.distributions.support import as_prior, simulate_with
-from ivi_lightning.numbers import is_whole_number
+from ivi_lightning.numbers import builtin_numbers, is_whole_number
 from ivi_lightning.training.checkpoints import builtin_hyperparameters
 
 Simulator = Union[Likelihood, Callable[[Tensor], Tensor]]
@@ -141,14 +141,14 @@ class SimulatorDataModule(pl.LightningDataModule):
                 f"simulator must be a function theta -> x or a Likelihood, got {type(simulator).__name__}"
             )
         self.save_hyperparameters(ignore=["prior", "simulator"])
-        hparams = builtin_hyperparameters(self)
+        builtin_hyperparameters(self)
         self.prior, self.simulator = as_prior(prior), simulator
-        self.num_simulations, self.batch_size, self.val_fraction = (
-            hparams[k] for k in ("num_simulations", "batch_size", "val_fraction")
+        self.num_simulations, self.batch_size, self.val_fraction = builtin_numbers(
+            (num_simulations, batch_size, val_fraction)
         )
-        self.simulation_batch_size, self.seed = hparams["simulation_batch_size"], hparams["seed"]
-        self.reference_simulations, self.online_epoch_batches = (
-            hparams[k] for k in ("reference_simulations", "online_epoch_batches")
+        self.simulation_batch_size, self.seed = builtin_numbers((simulation_batch_size, seed))
+        self.reference_simulations, self.online_epoch_batches = builtin_numbers(
+            (reference_simulations, online_epoch_batches)
         )
         self.latent_dim = self.prior.dim
         self.simulation_count = 0

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ivi_lightning.data import resumable_loader
 from ivi_lightning.distributions import Likelihood, NormalPrior, StandardNormalPrior
+from ivi_lightning.numbers import builtin_numbers
 from ivi_lightning.training.checkpoints import builtin_hyperparameters
 
 
@@ -84,9 +85,9 @@ class Toy2DDataModule(pl.LightningDataModule):
                 "batch would be trained: lower batch_size or raise num_samples"
             )
         self.save_hyperparameters()
-        hparams = builtin_hyperparameters(self)
-        self.dataset, self.num_samples, self.batch_size, self.seed = (
-            hparams[k] for k in ("dataset", "num_samples", "batch_size", "seed")
+        builtin_hyperparameters(self)
+        self.dataset, self.num_samples, self.batch_size, self.seed = builtin_numbers(
+            (dataset, num_samples, batch_size, seed)
         )
         self.prior: Any = None  # a known model's parts, for learn_model=False algorithms
         self.likelihood: Any = None

@@ -115,7 +115,8 @@ class ImplicitVI(UpdateBatches, CadencedLogging, CheckpointRecords):
         super().__init__()
         self.automatic_optimization = False
         self.save_hyperparameters(ignore=list(PART_NAMES))
-        check_hyperparameters(builtin_hyperparameters(self))
+        builtin_hyperparameters(self)  # a numpy number there would make every checkpoint unloadable
+        check_hyperparameters(self.hparams)
         self.nonfinite_skips = 0  # updates dropped under on_nonfinite="skip", saved in checkpoints
         self.latent_dim, self.data_shape = int(latent_dim), as_shape(data_shape)
         # Coordinates of inference (identity unless a simulator data module fits it): saved with the model.

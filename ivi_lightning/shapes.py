@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Iterable, Tuple, Union
+
+from ivi_lightning.numbers import is_whole_number
 
 DataShape = Union[int, Tuple[int, ...]]
 
@@ -16,10 +17,6 @@ def as_shape(data_shape: DataShape) -> Tuple[int, ...]:
     """
     given: object = data_shape
     sizes = list(given) if isinstance(given, Iterable) and not isinstance(given, (str, bytes)) else [given]
-    if not sizes or any(not _positive_int(s) for s in sizes):
+    if not sizes or any(not is_whole_number(s, 1) for s in sizes):
         raise ValueError(f"data_shape must be a positive int or a tuple of positive ints, got {data_shape!r}")
     return tuple(int(s) for s in sizes)  # type: ignore[arg-type]
-
-
-def _positive_int(size: object) -> bool:
-    return isinstance(size, numbers.Integral) and not isinstance(size, bool) and int(size) > 0

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from ivi_lightning.distributions import BernoulliLikelihood, has_log_prob, require_log_prob
 from ivi_lightning.distributions.support import SimulatorLikelihood
+from ivi_lightning.numbers import is_whole_number
 
 #: Every part an algorithm may hold, model first: never hyperparameters, each a network or distribution.
 PART_NAMES = ("prior", "likelihood", "encoder", "discriminator", "denoiser", "model_denoiser")
@@ -50,8 +51,7 @@ def check_integers(hparams: Mapping[str, Any]) -> None:
             raise ValueError(f"{name} must be an integer, got {value!r}")
     hidden = hparams.get("hidden")
     if hidden is not None and (
-        isinstance(hidden, (str, bytes, numbers.Number))
-        or any(not isinstance(h, numbers.Integral) or isinstance(h, bool) or h <= 0 for h in hidden)
+        isinstance(hidden, (str, bytes, numbers.Number)) or any(not is_whole_number(h, 1) for h in hidden)
     ):
         raise ValueError(f"hidden must be a list of positive integer layer sizes, got {hidden!r}")
 
